@@ -1,0 +1,111 @@
+// Package cli wires the commands together and owns the one error printer:
+// every command returns an error, and Main prints it as "Error: …" with the
+// fix as "Try: …" and maps it to a documented exit code.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/versioncmd"
+	"github.com/serenorg/postgres-seren-replicator/internal/hint"
+)
+
+// Exit codes (documented in README.md).
+const (
+	ExitOK        = 0
+	ExitError     = 1 // the operation failed
+	ExitUsage     = 2 // bad flags or arguments
+	ExitDifferent = 3 // verify found differences / validate found blocking problems
+	ExitCancelled = 130
+)
+
+// UsageError marks errors in flags or arguments (exit code 2).
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// Usagef returns a UsageError.
+func Usagef(format string, a ...any) error { return &UsageError{Err: fmt.Errorf(format, a...)} }
+
+// ExitCoder lets an error choose its exit code.
+type ExitCoder interface{ ExitCode() int }
+
+// Main runs the CLI with args (without the program name) and returns the exit code.
+func Main(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return Run(ctx, iostreams.System(), args)
+}
+
+// Run is Main with injected context and streams (tests).
+func Run(ctx context.Context, io *iostreams.IOStreams, args []string) int {
+	root := NewRoot(io)
+	root.SetArgs(args)
+	root.SetOut(io.Out)
+	root.SetErr(io.ErrOut)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	return PrintError(io, err)
+}
+
+// PrintError prints err with its hint and returns its exit code.
+func PrintError(io *iostreams.IOStreams, err error) int {
+	var ec ExitCoder
+	code := ExitError
+	switch {
+	case errors.As(err, &ec):
+		code = ec.ExitCode()
+	case errors.Is(err, context.Canceled):
+		code = ExitCancelled
+	case errors.As(err, new(*UsageError)):
+		code = ExitUsage
+	}
+	if errors.Is(err, iostreams.ErrNotConfirmed) {
+		fmt.Fprintln(io.ErrOut, "Aborted: nothing was changed.")
+		return ExitError
+	}
+	fmt.Fprintf(io.ErrOut, "Error: %v\n", err)
+	if h := hint.Of(err); h != "" {
+		fmt.Fprintf(io.ErrOut, "Try: %s\n", h)
+	}
+	return code
+}
+
+// NewRoot builds the command tree.
+func NewRoot(io *iostreams.IOStreams) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "postgres-seren-replicator",
+		Short: "Zero-downtime PostgreSQL-to-PostgreSQL replication",
+		Long: `postgres-seren-replicator copies roles, schema and data of one or many databases
+from a source PostgreSQL server to a target at one consistent snapshot, then keeps
+the target in sync with logical replication until you cut over.
+
+Typical flow:
+  postgres-seren-replicator validate --source $SRC --target $DST
+  postgres-seren-replicator init     --source $SRC --target $DST
+  postgres-seren-replicator status   --source $SRC --target $DST
+  postgres-seren-replicator verify   --source $SRC --target $DST
+  postgres-seren-replicator cutover  --source $SRC --target $DST`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &UsageError{Err: fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
+	})
+	// One line per command.
+	root.AddCommand(
+		versioncmd.New(io),
+	)
+	return root
+}
