@@ -1,0 +1,56 @@
+// Package jobstore defines the job store: where job records live. Drivers
+// (jobstore/sqlitestore embedded, jobstore/dynamostore on AWS) implement the
+// small Driver interface; Store adds what must not differ between them:
+// legal-transition checks, compare-and-set retries, timestamps.
+// jobstore/jobstoretest is the conformance suite every driver passes.
+package jobstore
+
+import (
+	"context"
+	"time"
+
+	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
+)
+
+// ListQuery selects jobs of one owner, newest first.
+type ListQuery struct {
+	Owner  string
+	Limit  int    // 1..100, default 20
+	Cursor string // opaque, from the previous page
+	Status jobs.Status
+}
+
+// Driver is what a backend implements.
+type Driver interface {
+	// Create inserts a new job. If j.IdempotencyKey is set and a job of the
+	// same owner and key exists, it returns that job and jobs.ErrDuplicate.
+	Create(ctx context.Context, j *jobs.Job) (*jobs.Job, error)
+	// Get reads one job with a strongly consistent read (jobs.ErrNotFound).
+	Get(ctx context.Context, id string) (*jobs.Job, error)
+	// Put replaces the job if its stored Version equals expectVersion
+	// (else jobs.ErrConflict). j.Version is already incremented.
+	Put(ctx context.Context, j *jobs.Job, expectVersion int64) error
+	// List pages through one owner's jobs, newest first.
+	List(ctx context.Context, q ListQuery) (page []*jobs.Job, next string, err error)
+	// Active lists jobs in provisioning or running (for the scheduler,
+	// the limit and the reaper), without a full scan where possible.
+	Active(ctx context.Context) ([]*jobs.Job, error)
+	// DeleteExpired removes jobs whose ExpiresAt is before now (a no-op
+	// where the backend expires them itself, e.g. DynamoDB TTL).
+	DeleteExpired(ctx context.Context, now time.Time) (int, error)
+	Close() error
+}
+
+// Store is the portable job store.
+type Store struct {
+	d   Driver
+	now func() time.Time
+}
+
+// New wraps a driver. now defaults to time.Now.
+func New(d Driver, now func() time.Time) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{d: d, now: now}
+}
