@@ -1,0 +1,187 @@
+// Package pgtools finds and runs the PostgreSQL client tools (pg_dump,
+// pg_restore) the engine uses for schema. Passwords reach them only
+// through their environment (PGPASSWORD), never their arguments, and
+// anything they print is redacted before it reaches a log or an error.
+package pgtools
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/serenorg/postgres-seren-replicator/internal/hint"
+	"github.com/serenorg/postgres-seren-replicator/internal/pg"
+)
+
+// Tools locates one set of client binaries.
+type Tools struct {
+	BinDir string
+	Major  int
+}
+
+// Find returns client tools whose major version is at least minMajor (the
+// source server's: pg_dump must not be older than the server it dumps).
+// binDir overrides the search; otherwise $PG_BINDIR, /usr/lib/postgresql/*/bin
+// (newest first) and PATH are tried.
+func Find(ctx context.Context, binDir string, minMajor int) (Tools, error) {
+	var cands []string
+	if binDir != "" {
+		cands = []string{binDir}
+	} else {
+		if d := os.Getenv("PG_BINDIR"); d != "" {
+			cands = append(cands, d)
+		}
+		dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+		sort.Slice(dirs, func(i, j int) bool { return dirMajor(dirs[i]) > dirMajor(dirs[j]) })
+		cands = append(cands, dirs...)
+		if p, err := exec.LookPath("pg_dump"); err == nil {
+			cands = append(cands, filepath.Dir(p))
+		}
+	}
+	var found []string
+	for _, d := range cands {
+		major, err := version(ctx, filepath.Join(d, "pg_dump"))
+		if err != nil {
+			continue
+		}
+		found = append(found, fmt.Sprintf("%s (%d)", d, major))
+		if major >= minMajor {
+			if _, err := os.Stat(filepath.Join(d, "pg_restore")); err != nil {
+				continue
+			}
+			return Tools{BinDir: d, Major: major}, nil
+		}
+	}
+	if len(found) == 0 {
+		return Tools{}, hint.Wrap(errors.New("pg_dump and pg_restore not found"),
+			fmt.Sprintf("install the PostgreSQL %d (or newer) client tools, e.g. `apt-get install postgresql-client-%d`, or pass --pg-bin-dir", minMajor, minMajor))
+	}
+	return Tools{}, hint.Wrap(fmt.Errorf("pg_dump is older than the source server (PostgreSQL %d); found %s", minMajor, strings.Join(found, ", ")),
+		fmt.Sprintf("install the PostgreSQL %d (or newer) client tools, e.g. `apt-get install postgresql-client-%d`, or pass --pg-bin-dir", minMajor, minMajor))
+}
+
+func dirMajor(dir string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(dir)))
+	return n
+}
+
+var versionRe = regexp.MustCompile(`\(PostgreSQL\) (\d+)`)
+
+func version(ctx context.Context, bin string) (int, error) {
+	out, err := exec.CommandContext(ctx, bin, "--version").Output()
+	if err != nil {
+		return 0, err
+	}
+	m := versionRe.FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("unrecognised version output %q", out)
+	}
+	return strconv.Atoi(string(m[1]))
+}
+
+// Command prepares tool (e.g. "pg_dump") with args, connected to u through
+// --dbname without the password and PGPASSWORD in the environment.
+func (t Tools) Command(ctx context.Context, tool string, u pg.URL, args ...string) *exec.Cmd {
+	full := append([]string{"--dbname=" + u.WithoutPassword()}, args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(t.BinDir, tool), full...)
+	cmd.Env = append(cleanEnv(), u.ChildEnv()...)
+	return cmd
+}
+
+// Offline prepares a tool run that connects to no server (e.g. pg_restore --list).
+func (t Tools) Offline(ctx context.Context, tool string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, filepath.Join(t.BinDir, tool), args...)
+	cmd.Env = cleanEnv()
+	return cmd
+}
+
+// cleanEnv is the process environment without libpq variables that could
+// redirect a child tool to another server.
+func cleanEnv() []string {
+	var out []string
+	for _, e := range os.Environ() {
+		if strings.HasPrefix(e, "PG") && !strings.HasPrefix(e, "PG_BINDIR=") {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// Run runs cmd, returning a redacted error that includes the tail of stderr.
+func Run(cmd *exec.Cmd, urls ...pg.URL) error {
+	var stderr bytes.Buffer
+	cmd.Stderr = &limitWriter{w: &stderr, n: 64 << 10}
+	if err := cmd.Run(); err != nil {
+		return ToolError(cmd, err, stderr.String(), urls...)
+	}
+	return nil
+}
+
+// ToolError describes a failed child tool without secrets.
+func ToolError(cmd *exec.Cmd, err error, stderr string, urls ...pg.URL) error {
+	name := filepath.Base(cmd.Path)
+	msg := strings.TrimSpace(pg.Redact(stderr, urls...))
+	if len(msg) > 4000 {
+		msg = "…" + msg[len(msg)-4000:]
+	}
+	if msg == "" {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return fmt.Errorf("%s failed (%v):\n%s", name, err, msg)
+}
+
+// Pipe runs producer | consumer, streaming bytes without temporary files.
+func Pipe(producer, consumer *exec.Cmd, urls ...pg.URL) error {
+	pr, pw := io.Pipe()
+	producer.Stdout = pw
+	consumer.Stdin = pr
+	var perr, cerr bytes.Buffer
+	producer.Stderr = &limitWriter{w: &perr, n: 64 << 10}
+	consumer.Stderr = &limitWriter{w: &cerr, n: 64 << 10}
+	if err := consumer.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", filepath.Base(consumer.Path), err)
+	}
+	if err := producer.Start(); err != nil {
+		pw.Close()
+		_ = consumer.Wait()
+		return fmt.Errorf("start %s: %w", filepath.Base(producer.Path), err)
+	}
+	pErr := producer.Wait()
+	pw.CloseWithError(pErr)
+	cErr := consumer.Wait()
+	if pErr != nil {
+		return ToolError(producer, pErr, perr.String(), urls...)
+	}
+	if cErr != nil {
+		return ToolError(consumer, cErr, cerr.String(), urls...)
+	}
+	return nil
+}
+
+type limitWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if l.n <= 0 {
+		return len(p), nil
+	}
+	q := p
+	if len(q) > l.n {
+		q = q[:l.n]
+	}
+	l.n -= len(q)
+	_, _ = l.w.Write(q)
+	return len(p), nil
+}

@@ -1,0 +1,352 @@
+package replicator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/serenorg/postgres-seren-replicator/internal/catalog"
+	"github.com/serenorg/postgres-seren-replicator/internal/copier"
+	"github.com/serenorg/postgres-seren-replicator/internal/hint"
+	"github.com/serenorg/postgres-seren-replicator/internal/pg"
+	"github.com/serenorg/postgres-seren-replicator/internal/pgtools"
+	"github.com/serenorg/postgres-seren-replicator/internal/schema"
+)
+
+// Phase is one timed step of a run, for the final summary.
+type Phase struct {
+	Database string
+	Name     string
+	Duration time.Duration
+	Detail   string
+}
+
+// InitSummary describes a finished init.
+type InitSummary struct {
+	Databases []string
+	Tables    int
+	Skipped   int // tables finished by an earlier run
+	Bytes     int64
+	Phases    []Phase
+	Warnings  []string
+	Duration  time.Duration
+}
+
+// session holds the admin connections of a run.
+type session struct {
+	opts       Options
+	rep        Reporter
+	src, dst   *pgx.Conn
+	srcVersion int
+	dstVersion int
+	tools      pgtools.Tools
+}
+
+func open(ctx context.Context, opts Options, rep Reporter) (*session, error) {
+	s := &session{opts: opts, rep: rep}
+	srcAdmin := opts.Source
+	if srcAdmin.Database() == "" {
+		srcAdmin = srcAdmin.WithDatabase("postgres")
+	}
+	dstAdmin := opts.Target
+	if dstAdmin.Database() == "" {
+		dstAdmin = dstAdmin.WithDatabase("postgres")
+	}
+	var err error
+	if s.src, err = pg.Connect(ctx, srcAdmin, "source"); err != nil {
+		return nil, err
+	}
+	if s.dst, err = pg.Connect(ctx, dstAdmin, "target"); err != nil {
+		s.close()
+		return nil, err
+	}
+	if s.srcVersion, err = pg.ServerVersion(ctx, s.src); err != nil {
+		s.close()
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	if s.dstVersion, err = pg.ServerVersion(ctx, s.dst); err != nil {
+		s.close()
+		return nil, fmt.Errorf("target: %w", err)
+	}
+	for _, c := range []struct {
+		v    int
+		role string
+	}{{s.srcVersion, "source"}, {s.dstVersion, "target"}} {
+		if err := pg.CheckVersion(c.v, c.role); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
+	if s.dstVersion/10000 < s.srcVersion/10000 {
+		s.close()
+		return nil, hint.Wrap(fmt.Errorf("target is PostgreSQL %d, older than the source (%d): a newer server's schema cannot be restored into an older one", s.dstVersion/10000, s.srcVersion/10000),
+			fmt.Sprintf("use a target running PostgreSQL %d or newer", s.srcVersion/10000))
+	}
+	return s, nil
+}
+
+func (s *session) close() {
+	if s.src != nil {
+		s.src.Close(context.Background())
+	}
+	if s.dst != nil {
+		s.dst.Close(context.Background())
+	}
+}
+
+// DatabaseEstimate is one database's planned copy.
+type DatabaseEstimate struct {
+	Name      string
+	SizeBytes int64
+	Tables    int
+}
+
+// Estimate lists the selected databases with sizes, for the confirmation
+// prompt and the remote job's estimated_size_bytes.
+func Estimate(ctx context.Context, opts Options) ([]DatabaseEstimate, error) {
+	srcAdmin := opts.Source
+	if srcAdmin.Database() == "" {
+		srcAdmin = srcAdmin.WithDatabase("postgres")
+	}
+	src, err := pg.Connect(ctx, srcAdmin, "source")
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close(ctx)
+	dbs, err := selectedDatabases(ctx, src, opts)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]DatabaseEstimate, 0, len(dbs))
+	for _, d := range dbs {
+		out = append(out, DatabaseEstimate{Name: d.Name, SizeBytes: d.SizeBytes})
+	}
+	return out, nil
+}
+
+func selectedDatabases(ctx context.Context, src *pgx.Conn, opts Options) ([]catalog.Database, error) {
+	all, err := catalog.ListDatabases(ctx, src, nil)
+	if err != nil {
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	var out []catalog.Database
+	var names []string
+	for _, d := range all {
+		names = append(names, d.Name)
+		if opts.Rules == nil || opts.Rules.Database(d.Name) {
+			out = append(out, d)
+		}
+	}
+	if len(out) == 0 {
+		return nil, hint.Wrap(errors.New("no source database matches the selection"),
+			fmt.Sprintf("the source has: %v; check --include-databases/--exclude-databases", names))
+	}
+	return out, nil
+}
+
+// Init copies roles, then each selected database: schema, data at one
+// snapshot, indexes and constraints, sequences, large objects, ANALYZE;
+// then (unless NoSync) starts continuous sync from the snapshot's position.
+func Init(ctx context.Context, opts Options, rep Reporter) (*InitSummary, error) {
+	start := time.Now()
+	if rep == nil {
+		rep = Discard{}
+	}
+	if opts.Jobs < 1 {
+		opts.Jobs = runtime.NumCPU()
+	}
+	s, err := open(ctx, opts, rep)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	if s.tools, err = pgtools.Find(ctx, opts.PgBinDir, s.srcVersion/10000); err != nil {
+		return nil, err
+	}
+	dbs, err := selectedDatabases(ctx, s.src, opts)
+	if err != nil {
+		return nil, err
+	}
+	sum := &InitSummary{}
+	warn := func(w string) {
+		sum.Warnings = append(sum.Warnings, w)
+		rep.Logf("warning: %s", w)
+	}
+
+	t0 := time.Now()
+	rep.Progress(Progress{Phase: "roles", DatabasesTotal: len(dbs)})
+	roles, err := schema.CopyRoles(ctx, s.src, s.dst)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range roles.Warnings {
+		warn(w)
+	}
+	sum.Phases = append(sum.Phases, Phase{Name: "roles", Duration: time.Since(t0),
+		Detail: fmt.Sprintf("%d created, %d already there", len(roles.Created), len(roles.Existing))})
+	rep.Logf("roles: %d created, %d already on the target", len(roles.Created), len(roles.Existing))
+
+	for i, db := range dbs {
+		if err := ctx.Err(); err != nil {
+			return sum, err
+		}
+		rep.Progress(Progress{Phase: "schema", CurrentDatabase: db.Name, DatabasesCompleted: i, DatabasesTotal: len(dbs)})
+		if err := s.initDatabase(ctx, db, i, len(dbs), sum, warn); err != nil {
+			return sum, fmt.Errorf("database %s: %w", db.Name, err)
+		}
+		sum.Databases = append(sum.Databases, db.Name)
+	}
+	rep.Progress(Progress{Phase: "done", DatabasesCompleted: len(dbs), DatabasesTotal: len(dbs),
+		TablesCompleted: sum.Tables, TablesTotal: sum.Tables, BytesCopied: sum.Bytes, BytesTotal: sum.Bytes})
+	sum.Duration = time.Since(start)
+	return sum, nil
+}
+
+func (s *session) initDatabase(ctx context.Context, db catalog.Database, idx, nDBs int, sum *InitSummary, warn func(string)) error {
+	opts, rep := s.opts, s.rep
+	srcURL := opts.Source.WithDatabase(db.Name)
+	dstURL := opts.Target.WithDatabase(db.Name)
+	phase := func(name string, t time.Time, detail string) {
+		sum.Phases = append(sum.Phases, Phase{Database: db.Name, Name: name, Duration: time.Since(t), Detail: detail})
+	}
+
+	t0 := time.Now()
+	state, err := schema.PrepareDatabase(ctx, s.dst, opts.Target, db, opts.DropExisting, opts.NoResume, warn)
+	if err != nil {
+		return err
+	}
+	src, err := pg.Connect(ctx, srcURL, "source")
+	if err != nil {
+		return err
+	}
+	defer src.Close(context.Background())
+	dst, err := pg.Connect(ctx, dstURL, "target")
+	if err != nil {
+		return err
+	}
+	defer dst.Close(context.Background())
+
+	plan, err := planTables(ctx, src, db.Name, opts)
+	if err != nil {
+		return err
+	}
+
+	// One snapshot for everything read from the source below.
+	snap, err := exportSnapshot(ctx, srcURL)
+	if err != nil {
+		return err
+	}
+	defer snap.release()
+	rep.Logf("database %s: copying at snapshot %s (%d tables, %s)", db.Name, snap.name, len(plan.copy), humanBytes(db.SizeBytes))
+
+	workDir, err := os.MkdirTemp("", "seren-replicator-")
+	if err != nil {
+		return fmt.Errorf("create work dir: %w", err)
+	}
+	defer os.RemoveAll(workDir)
+	d := &schema.Dumper{Tools: s.tools, Source: srcURL, Target: dstURL, Snapshot: snap.name, ExcludeTables: plan.exclude, WorkDir: workDir}
+	if state == schema.Created {
+		if err := d.PreData(ctx); err != nil {
+			return err
+		}
+		if err := schema.CopyDatabaseSettings(ctx, s.src, s.dst, db.Name, warn); err != nil {
+			return err
+		}
+		if err := copier.SetState(ctx, dst, "stage", "data"); err != nil {
+			return err
+		}
+	} else {
+		rep.Logf("database %s: resuming an interrupted copy (schema already in place)", db.Name)
+	}
+	post, err := d.PreparePostData(ctx, src, tablesOf(plan.copy))
+	if err != nil {
+		return err
+	}
+	defer post.Close()
+	phase("schema", t0, "pre-data")
+
+	t1 := time.Now()
+	done, err := copier.DoneItems(ctx, dst)
+	if err != nil {
+		return err
+	}
+	var totalBytes int64
+	for _, t := range plan.copy {
+		totalBytes += t.Table.SizeBytes
+	}
+	var mu sync.Mutex
+	var copied int64
+	var tablesDone int
+	stats, err := copier.Run(ctx, copier.Config{
+		Source: srcURL, Target: dstURL, Snapshot: snap.name, Jobs: opts.Jobs, Tasks: plan.copy,
+		SourceVersion: s.srcVersion, Done: done,
+		AfterTable: func(ctx context.Context, conn *pgx.Conn, t catalog.Table) error {
+			if err := post.ForTable(ctx, conn, t); err != nil {
+				return err
+			}
+			if _, err := conn.Exec(ctx, "ANALYZE "+t.QualifiedName()); err != nil {
+				return fmt.Errorf("analyze %s: %w", t, err)
+			}
+			return nil
+		},
+		OnProgress: func(e copier.Event) {
+			mu.Lock()
+			copied += e.Bytes
+			if e.Done {
+				tablesDone = e.TablesDone
+				if e.Skipped {
+					copied += e.Table.SizeBytes
+				}
+			}
+			p := Progress{Phase: "copy", CurrentDatabase: db.Name, DatabasesCompleted: idx, DatabasesTotal: nDBs,
+				CurrentTable: e.Table.String(), TablesCompleted: tablesDone, TablesTotal: e.TablesTotal,
+				BytesCopied: copied, BytesTotal: totalBytes}
+			mu.Unlock()
+			rep.Progress(p)
+			if e.Done && !e.Skipped {
+				rep.Logf("database %s: table %s done (%d/%d)", db.Name, e.Table, e.TablesDone, e.TablesTotal)
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	sum.Tables += stats.Tables
+	sum.Skipped += stats.TablesSkipped
+	sum.Bytes += stats.Bytes
+	phase("data+indexes", t1, fmt.Sprintf("%d tables, %s streamed", stats.Tables, humanBytes(stats.Bytes)))
+
+	t2 := time.Now()
+	seqs, err := schema.ReadSequences(ctx, snap.conn)
+	if err != nil {
+		return err
+	}
+	nSeq, err := schema.SetSequences(ctx, dst, seqs)
+	if err != nil {
+		return err
+	}
+	nLO, err := d.LargeObjects(ctx, src)
+	if err != nil {
+		return err
+	}
+	snap.release()
+	phase("sequences+large objects", t2, fmt.Sprintf("%d sequences, %d large objects", nSeq, nLO))
+
+	t3 := time.Now()
+	if err := post.Rest(ctx, opts.Jobs); err != nil {
+		return err
+	}
+	phase("post-data", t3, "constraints, triggers, views refreshed")
+
+	if err := copier.DropCheckpoint(ctx, dst); err != nil {
+		return err
+	}
+	rep.Logf("database %s: done (%d tables, %s) in %s", db.Name, stats.Tables, humanBytes(stats.Bytes), time.Since(t0).Round(time.Millisecond))
+	return nil
+}

@@ -1,0 +1,247 @@
+package schema
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/serenorg/postgres-seren-replicator/internal/catalog"
+	"github.com/serenorg/postgres-seren-replicator/internal/copier"
+	"github.com/serenorg/postgres-seren-replicator/internal/pg"
+	"github.com/serenorg/postgres-seren-replicator/internal/pgtools"
+)
+
+// Dumper runs pg_dump/pg_restore for one database at one snapshot.
+type Dumper struct {
+	Tools          pgtools.Tools
+	Source, Target pg.URL // database URLs
+	Snapshot       string
+	// ExcludeTables are qualified names (schema, table) left out entirely.
+	ExcludeTables [][2]string
+	// WorkDir holds the post-data archive (DDL only, small).
+	WorkDir string
+}
+
+func (d *Dumper) dumpArgs(section string) []string {
+	args := []string{"--format=custom", "--section=" + section, "--no-publications", "--no-subscriptions",
+		"--no-tablespaces", "--no-security-labels", "--exclude-schema=" + quotePattern(copier.CheckpointSchema)}
+	if d.Snapshot != "" {
+		args = append(args, "--snapshot="+d.Snapshot)
+	}
+	for _, t := range d.ExcludeTables {
+		args = append(args, "--exclude-table="+quotePattern(t[0])+"."+quotePattern(t[1]))
+	}
+	return args
+}
+
+// quotePattern makes a name a literal pg_dump pattern.
+func quotePattern(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// PreData restores types, functions, tables (without indexes and
+// constraints), sequences, views, extensions, comments, ownership and
+// privileges, in one target transaction.
+func (d *Dumper) PreData(ctx context.Context) error {
+	dump := d.Tools.Command(ctx, "pg_dump", d.Source, d.dumpArgs("pre-data")...)
+	restore := d.Tools.Command(ctx, "pg_restore", d.Target, "--section=pre-data", "--exit-on-error", "--single-transaction")
+	if err := pgtools.Pipe(dump, restore, d.Source, d.Target); err != nil {
+		return fmt.Errorf("schema (pre-data) of %s: %w", d.Source.Database(), err)
+	}
+	return nil
+}
+
+// LargeObjects copies large objects at the snapshot, if there are any.
+func (d *Dumper) LargeObjects(ctx context.Context, src *pgx.Conn) (int64, error) {
+	var n int64
+	if err := src.QueryRow(ctx, "SELECT count(*) FROM pg_largeobject_metadata").Scan(&n); err != nil {
+		return 0, fmt.Errorf("count large objects: %w", err)
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	args := append(d.dumpArgs("data"), "--exclude-table-data=*", "--blobs")
+	dump := d.Tools.Command(ctx, "pg_dump", d.Source, args...)
+	restore := d.Tools.Command(ctx, "pg_restore", d.Target, "--section=data", "--exit-on-error", "--single-transaction")
+	if err := pgtools.Pipe(dump, restore, d.Source, d.Target); err != nil {
+		return 0, fmt.Errorf("large objects of %s: %w", d.Source.Database(), err)
+	}
+	return n, nil
+}
+
+// PostData is the post-data section split in two: the indexes and
+// constraints of each copied table, built as soon as its rows are in, and
+// the rest (foreign keys, triggers, rules, policies, materialized view
+// refresh, partition index attachments, comments on them), applied at the
+// end in parallel.
+type PostData struct {
+	d       *Dumper
+	archive string
+	// byTable maps a table OID to its TOC lines (indexes, constraints).
+	byTable map[uint32][]tocEntry
+	rest    []tocEntry
+	mu      sync.Mutex
+}
+
+type tocEntry struct {
+	line string
+	desc string
+	name string
+}
+
+// PreparePostData dumps the post-data section (DDL only) to the work dir
+// and sorts its entries per table. copied lists the tables whose rows this
+// run copies.
+func (d *Dumper) PreparePostData(ctx context.Context, src *pgx.Conn, copied []catalog.Table) (*PostData, error) {
+	if err := os.MkdirAll(d.WorkDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create work dir: %w", err)
+	}
+	archive := filepath.Join(d.WorkDir, "post-data.dump")
+	args := append(d.dumpArgs("post-data"), "--file="+archive)
+	if err := pgtools.Run(d.Tools.Command(ctx, "pg_dump", d.Source, args...), d.Source); err != nil {
+		return nil, fmt.Errorf("schema (post-data) of %s: %w", d.Source.Database(), err)
+	}
+	list := d.Tools.Offline(ctx, "pg_restore", "--list", archive)
+	var out bytes.Buffer
+	list.Stdout = &out
+	if err := pgtools.Run(list); err != nil {
+		return nil, fmt.Errorf("list post-data of %s: %w", d.Source.Database(), err)
+	}
+	// Which table does each index / constraint belong to?
+	owner := map[string]uint32{} // "1259:oid" or "2606:oid" → table oid
+	rows, err := src.Query(ctx, `
+SELECT '1259:' || indexrelid::text, indrelid FROM pg_index
+UNION ALL
+SELECT '2606:' || oid::text, conrelid FROM pg_constraint WHERE conrelid <> 0 AND contype IN ('p', 'u', 'x')`)
+	if err != nil {
+		return nil, fmt.Errorf("map indexes to tables: %w", err)
+	}
+	var key string
+	var rel uint32
+	if _, err := pgx.ForEachRow(rows, []any{&key, &rel}, func() error { owner[key] = rel; return nil }); err != nil {
+		return nil, fmt.Errorf("map indexes to tables: %w", err)
+	}
+	copiedSet := map[uint32]bool{}
+	for _, t := range copied {
+		copiedSet[t.OID] = true
+	}
+	p := &PostData{d: d, archive: archive, byTable: map[uint32][]tocEntry{}}
+	sc := bufio.NewScanner(&out)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, ";") {
+			continue
+		}
+		e, cat, oid, ok := parseTOC(line)
+		if !ok {
+			continue
+		}
+		if (e.desc == "INDEX" && cat == 1259) || (e.desc == "CONSTRAINT" && cat == 2606) {
+			if rel, ok := owner[fmt.Sprintf("%d:%d", cat, oid)]; ok && copiedSet[rel] {
+				p.byTable[rel] = append(p.byTable[rel], e)
+				continue
+			}
+		}
+		p.rest = append(p.rest, e)
+	}
+	return p, nil
+}
+
+// parseTOC parses "3217; 2606 16391 CONSTRAINT public a a_pkey postgres".
+func parseTOC(line string) (tocEntry, int, uint32, bool) {
+	_, rest, ok := strings.Cut(line, "; ")
+	if !ok {
+		return tocEntry{}, 0, 0, false
+	}
+	f := strings.Fields(rest)
+	if len(f) < 3 {
+		return tocEntry{}, 0, 0, false
+	}
+	cat, _ := strconv.Atoi(f[0])
+	oid, _ := strconv.ParseUint(f[1], 10, 32)
+	desc := f[2]
+	for _, two := range []string{"FK CONSTRAINT", "CHECK CONSTRAINT", "INDEX ATTACH", "DEFAULT ACL", "EVENT TRIGGER", "ROW SECURITY", "MATERIALIZED VIEW DATA"} {
+		if strings.HasPrefix(strings.Join(f[2:], " "), two) {
+			desc = two
+		}
+	}
+	e := tocEntry{line: line, desc: desc}
+	// Schema and name follow desc; names are not quoted in the listing, so
+	// keep only what the existence check needs: the last-but-one field.
+	if len(f) >= 2 {
+		e.name = f[len(f)-2]
+	}
+	return e, cat, uint32(oid), true
+}
+
+// Tables returns the number of tables with early post-data work.
+func (p *PostData) Tables() int { return len(p.byTable) }
+
+// ForTable builds the indexes and constraints of one copied table on the
+// target (skipping any that an interrupted run already built).
+func (p *PostData) ForTable(ctx context.Context, dst *pgx.Conn, t catalog.Table) error {
+	entries := p.byTable[t.OID]
+	if len(entries) == 0 {
+		return nil
+	}
+	// An interrupted run may have built some already: keep only missing ones.
+	var todo []string
+	for _, e := range entries {
+		var exists bool
+		err := dst.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('i', 'I'))`, t.Schema, e.name).Scan(&exists)
+		if err != nil {
+			return fmt.Errorf("check indexes of %s: %w", t, err)
+		}
+		if !exists {
+			todo = append(todo, e.line)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	return p.restore(ctx, fmt.Sprintf("table-%d", t.OID), todo, 1)
+}
+
+// Rest applies the remaining post-data entries with jobs parallel workers.
+func (p *PostData) Rest(ctx context.Context, jobs int) error {
+	lines := make([]string, len(p.rest))
+	for i, e := range p.rest {
+		lines[i] = e.line
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	return p.restore(ctx, "rest", lines, jobs)
+}
+
+func (p *PostData) restore(ctx context.Context, name string, lines []string, jobs int) error {
+	listFile := filepath.Join(p.d.WorkDir, "list-"+name+".txt")
+	if err := os.WriteFile(listFile, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write restore list: %w", err)
+	}
+	defer os.Remove(listFile)
+	args := []string{"--exit-on-error", "--use-list=" + listFile}
+	if jobs > 1 {
+		args = append(args, fmt.Sprintf("--jobs=%d", jobs))
+	} else {
+		args = append(args, "--single-transaction")
+	}
+	args = append(args, p.archive)
+	cmd := p.d.Tools.Command(ctx, "pg_restore", p.d.Target, args...)
+	cmd.Env = append(cmd.Env, "PGOPTIONS=-c maintenance_work_mem=256MB -c synchronous_commit=off")
+	if err := pgtools.Run(cmd, p.d.Source, p.d.Target); err != nil {
+		return fmt.Errorf("schema (post-data %s) of %s: %w", name, p.d.Source.Database(), err)
+	}
+	return nil
+}
+
+// Close removes the archive.
+func (p *PostData) Close() { os.Remove(p.archive) }
