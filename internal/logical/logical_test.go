@@ -221,4 +221,3 @@ func TestSubscriptionErrorsHidePassword(t *testing.T) {
 		t.Fatalf("wrong role password: %v", err)
 	}
 }
-
