@@ -28,9 +28,13 @@ type Driver interface {
 	// Get reads one job with a strongly consistent read (jobs.ErrNotFound).
 	Get(ctx context.Context, id string) (*jobs.Job, error)
 	// Put replaces the job if its stored Version equals expectVersion
-	// (else jobs.ErrConflict). j.Version is already incremented.
+	// (else jobs.ErrConflict). j.Version is already incremented. Put never
+	// creates a job: for a missing id it returns jobs.ErrNotFound (or
+	// jobs.ErrConflict where the backend cannot tell the two apart).
 	Put(ctx context.Context, j *jobs.Job, expectVersion int64) error
-	// List pages through one owner's jobs, newest first.
+	// List pages through one owner's jobs, newest first (CreatedAt, ties
+	// in any stable order), with q.Limit already clamped by Store. A cursor
+	// it cannot decode is ErrInvalidCursor; next is "" on the last page.
 	List(ctx context.Context, q ListQuery) (page []*jobs.Job, next string, err error)
 	// Active lists jobs in provisioning or running (for the scheduler,
 	// the limit and the reaper), without a full scan where possible.

@@ -1,0 +1,63 @@
+package sqlitedb
+
+// migrations is the schema of every embedded backend, in order. Version N
+// is migrations[N-1]. Append only: never edit or reorder a released entry.
+// Times are Unix nanoseconds (INTEGER), UTC.
+var migrations = []string{
+	// 1: job store (jobstore/sqlitestore). The job is stored whole as JSON
+	// in doc; the columns beside it are what queries filter and sort on.
+	// Credentials (sealed, json:"-") live in their own BLOB column.
+	`CREATE TABLE jobs (
+		id              TEXT PRIMARY KEY,
+		owner           TEXT NOT NULL,
+		idempotency_key TEXT,
+		status          TEXT NOT NULL,
+		created_at      INTEGER NOT NULL,
+		expires_at      INTEGER NOT NULL,
+		version         INTEGER NOT NULL,
+		credentials     BLOB,
+		doc             TEXT NOT NULL
+	) STRICT;
+	CREATE INDEX jobs_owner_created ON jobs (owner, created_at DESC, id DESC);
+	CREATE INDEX jobs_owner_status_created ON jobs (owner, status, created_at DESC, id DESC);
+	CREATE INDEX jobs_active ON jobs (status, created_at) WHERE status IN ('provisioning', 'running');
+	CREATE UNIQUE INDEX jobs_idempotency ON jobs (owner, idempotency_key) WHERE idempotency_key IS NOT NULL;
+	CREATE INDEX jobs_expires ON jobs (expires_at);`,
+
+	// 2: provisioning queue (queue/sqlitequeue). A message is leased by
+	// moving visible_at into the future and giving it a fresh receipt.
+	`CREATE TABLE queue_messages (
+		id            INTEGER PRIMARY KEY AUTOINCREMENT,
+		queue         TEXT NOT NULL,
+		job_id        TEXT NOT NULL,
+		visible_at    INTEGER NOT NULL,
+		receive_count INTEGER NOT NULL DEFAULT 0,
+		receipt       TEXT,
+		sent_at       INTEGER NOT NULL
+	) STRICT;
+	CREATE INDEX queue_messages_visible ON queue_messages (queue, visible_at, id);`,
+
+	// 3: job log lines (joblog/sqlitelog), deleted with their job.
+	`CREATE TABLE job_log (
+		job_id TEXT NOT NULL,
+		seq    INTEGER NOT NULL,
+		at     INTEGER NOT NULL,
+		text   TEXT NOT NULL,
+		PRIMARY KEY (job_id, seq)
+	) STRICT, WITHOUT ROWID;
+	CREATE TRIGGER jobs_delete_log AFTER DELETE ON jobs
+	BEGIN
+		DELETE FROM job_log WHERE job_id = OLD.id;
+	END;`,
+
+	// 4: API keys (apikeys/sqlitekeys): only the SHA-256 of each secret.
+	`CREATE TABLE api_keys (
+		id           TEXT PRIMARY KEY,
+		name         TEXT NOT NULL,
+		hash         BLOB NOT NULL UNIQUE,
+		created_at   INTEGER NOT NULL,
+		revoked_at   INTEGER,
+		last_used_at INTEGER
+	) STRICT;
+	CREATE UNIQUE INDEX api_keys_active_name ON api_keys (name) WHERE revoked_at IS NULL;`,
+}
