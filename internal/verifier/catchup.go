@@ -87,8 +87,11 @@ func (d *dbRun) catchUp(ctx context.Context, subs []subscription) (string, error
 				fmt.Sprintf("enable it (ALTER SUBSCRIPTION %s ENABLE) or run `postgres-seren-replicator sync`; to compare anyway, pass --catchup-timeout 0", s.Name))
 		}
 	}
+	// The insert position, not pg_current_wal_lsn(): with asynchronous
+	// commit the write position can lag behind transactions already
+	// committed.
 	var lsn string
-	err := d.src.QueryRow(ctx, `SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text`).Scan(&lsn)
+	err := d.src.QueryRow(ctx, `SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END)::text`).Scan(&lsn)
 	if err != nil {
 		return "", fmt.Errorf("source database %s: read WAL position: %w", d.name, err)
 	}
@@ -128,6 +131,20 @@ FROM pg_replication_slots WHERE slot_name = ANY($2)`, lsn, slots)
 		}
 		if err != nil && wctx.Err() == nil {
 			return "", fmt.Errorf("source database %s: read replication slots: %w", d.name, err)
+		}
+		if err == nil && len(behind) == 0 {
+			// Tables still in their initial copy are not comparable yet.
+			var notReady int
+			err = d.dst.QueryRow(wctx, `
+SELECT count(*) FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
+WHERE s.subname = ANY($1) AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND r.srsubstate <> 'r'`, names).Scan(&notReady)
+			if err != nil && wctx.Err() == nil {
+				return "", fmt.Errorf("target database %s: read subscription table states: %w", d.name, err)
+			}
+			if notReady > 0 {
+				behind = append(behind, fmt.Sprintf("%d table(s) still in their initial copy", notReady))
+			}
 		}
 		if err == nil && len(behind) == 0 {
 			d.logf("subscriber caught up with %s after %s", lsn, d.opts.Now().Sub(start).Round(time.Millisecond))

@@ -50,6 +50,10 @@ type Options struct {
 	Now func() time.Time
 	// ProgressEvery is the interval between progress lines (default 10s).
 	ProgressEvery time.Duration
+
+	// afterPass, for tests, runs after each comparison pass of a database
+	// (0: the first, then each re-check round).
+	afterPass func(round int)
 }
 
 func (o Options) withDefaults() Options {
@@ -417,6 +421,9 @@ func (d *dbRun) run(ctx context.Context, hasTarget bool) (DatabaseResult, []Tabl
 	if err := d.compareAll(ctx, chunks); err != nil {
 		return dr, nil, err
 	}
+	if d.opts.afterPass != nil {
+		d.opts.afterPass(0)
+	}
 
 	// While replication runs, ranges that differ may hold in-flight writes:
 	// compare them again after another catch-up.
@@ -436,6 +443,9 @@ func (d *dbRun) run(ctx context.Context, hasTarget bool) (DatabaseResult, []Tabl
 			}
 			if err := d.compareAll(ctx, pending); err != nil {
 				return dr, nil, err
+			}
+			if d.opts.afterPass != nil {
+				d.opts.afterPass(round)
 			}
 			still := differing(pending)
 			dr.Settled += len(pending) - len(still)
