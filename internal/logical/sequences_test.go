@@ -2,8 +2,8 @@ package logical
 
 import (
 	"slices"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/serenorg/postgres-seren-replicator/internal/testutil/pgtest"
 )
