@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/verifycmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/versioncmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 )
@@ -106,6 +107,7 @@ Typical flow:
 	// One line per command.
 	root.AddCommand(
 		versioncmd.New(io),
+		verifycmd.New(io),
 	)
 	return root
 }
