@@ -44,8 +44,8 @@ variable "instance_type" {
 
 variable "binary_path" {
   type        = string
-  default     = "../build/postgres-seren-replicator"
-  description = "linux/amd64 postgres-seren-replicator binary to install (GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build ./cmd/postgres-seren-replicator)."
+  default     = ""
+  description = "linux/amd64 postgres-seren-replicator binary to install (GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build ./cmd/postgres-seren-replicator). Empty: deploy/aws/build/postgres-seren-replicator, where deploy.sh builds it."
 }
 
 variable "version" {
@@ -105,6 +105,7 @@ locals {
   ami_name       = "${var.project_name}-worker-${local.timestamp}"
   log_group_name = "/aws/ec2/${var.project_name}-worker"
   kms_key_id     = "alias/${var.project_name}-credentials"
+  binary_path    = var.binary_path != "" ? var.binary_path : "${path.root}/../build/postgres-seren-replicator"
 }
 
 # ---------------------------------------------------------------------------
@@ -192,7 +193,7 @@ build {
 
   # The binary and the boot/service files.
   provisioner "file" {
-    source      = var.binary_path
+    source      = local.binary_path
     destination = "/tmp/postgres-seren-replicator"
   }
   # Uploaded as /tmp/files (source without a trailing slash).

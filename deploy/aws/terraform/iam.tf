@@ -402,14 +402,17 @@ data "aws_iam_policy_document" "worker" {
     }
   }
 
-  # Guide: PutLogEvents. BEYOND THE GUIDE: CreateLogStream (the stream is
-  # the instance id and does not exist before the worker starts) and
-  # DescribeLogStreams (used by the CloudWatch agent), worker group only.
+  # Guide: PutLogEvents. BEYOND THE GUIDE, worker group only:
+  # CreateLogStream (the stream is the instance id and does not exist before
+  # the worker starts); FilterLogEvents (a job resumed on a new instance
+  # continues its log's sequence numbers after the lines earlier workers
+  # wrote, internal/joblog/cwlog); DescribeLogStreams (the CloudWatch agent).
   statement {
     sid = "WorkerLogs"
     actions = [
       "logs:CreateLogStream",
       "logs:PutLogEvents",
+      "logs:FilterLogEvents",
       "logs:DescribeLogStreams",
     ]
     resources = [aws_cloudwatch_log_group.worker.arn, "${aws_cloudwatch_log_group.worker.arn}:*"]

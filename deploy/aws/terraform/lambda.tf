@@ -3,6 +3,8 @@
 #   GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build -tags lambda.norpc -o bootstrap ./cmd/<name>
 # and zipped to ../build/<name>.zip. A changed zip changes source_code_hash,
 # so `terraform apply` redeploys exactly the functions whose code changed.
+# A missing zip is tolerated only so that `terraform destroy` works from a
+# checkout without build outputs; creating a function without it fails.
 
 # ---------------------------------------------------------------------------
 # Coordinator: the API handler (the same handler `serve` uses) behind the
@@ -16,7 +18,7 @@ resource "aws_lambda_function" "coordinator" {
   handler          = "bootstrap"
   architectures    = ["x86_64"]
   filename         = local.lambda_api_zip
-  source_code_hash = filebase64sha256(local.lambda_api_zip)
+  source_code_hash = fileexists(local.lambda_api_zip) ? filebase64sha256(local.lambda_api_zip) : null
   memory_size      = var.coordinator_memory_mb
   # Every request is a few DynamoDB/KMS/SQS calls; API Gateway gives up on
   # an integration after 30 s anyway.
@@ -41,7 +43,7 @@ resource "aws_lambda_function" "provisioner" {
   handler          = "bootstrap"
   architectures    = ["x86_64"]
   filename         = local.lambda_provisioner_zip
-  source_code_hash = filebase64sha256(local.lambda_provisioner_zip)
+  source_code_hash = fileexists(local.lambda_provisioner_zip) ? filebase64sha256(local.lambda_provisioner_zip) : null
   memory_size      = var.provisioner_memory_mb
   # One sixth of the queue's visibility timeout (20 s for 120 s), so a
   # batch can never still be running when its messages become visible again.
@@ -82,7 +84,7 @@ resource "aws_lambda_function" "reaper" {
   handler          = "bootstrap"
   architectures    = ["x86_64"]
   filename         = local.lambda_reaper_zip
-  source_code_hash = filebase64sha256(local.lambda_reaper_zip)
+  source_code_hash = fileexists(local.lambda_reaper_zip) ? filebase64sha256(local.lambda_reaper_zip) : null
   memory_size      = var.reaper_memory_mb
   timeout          = 60
 

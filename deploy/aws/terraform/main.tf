@@ -25,8 +25,9 @@ locals {
   # cleanup commands filter on it). A constant of the Go code, not a setting.
   worker_managed_by = "seren-replication-system"
 
-  # Must equal queue.MaxReceiveCount in internal/queue/queue.go: the
-  # provisioner fails a job on its last delivery, before SQS dead-letters it.
+  # Must equal queue.MaxReceiveCount in internal/queue/queue.go: a job whose
+  # provisioning message reaches this many deliveries is failed (with the
+  # reason) and the message is dead-lettered.
   max_receive_count = 5
 
   # AWS guidance for SQS event sources: visibility timeout >= 6 x function
