@@ -92,6 +92,31 @@ data "aws_iam_policy_document" "coordinator" {
     resources = [local.ssm_api_keys_path_arn, "${local.ssm_api_keys_path_arn}/*"]
   }
 
+  # BEYOND THE GUIDE: POST /jobs/{id}/cancel of a running job may stop its
+  # worker right away (internal/api Config.Canceller) instead of waiting for
+  # the worker's next heartbeat or the reaper. Only this deployment's worker
+  # instances; the coordinator can already cancel any job in the table.
+  statement {
+    sid       = "DescribeInstances"
+    actions   = ["ec2:DescribeInstances"]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "StopCancelledWorker"
+    actions   = ["ec2:TerminateInstances"]
+    resources = ["${local.ec2_arn_prefix}:instance/*"]
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:ResourceTag/ManagedBy"
+      values   = [local.worker_managed_by]
+    }
+    condition {
+      test     = "ArnEquals"
+      variable = "ec2:InstanceProfile"
+      values   = [aws_iam_instance_profile.worker.arn]
+    }
+  }
+
   # BEYOND THE GUIDE: GET /jobs/{id}/logs reads the worker's log stream.
   statement {
     sid       = "ReadWorkerLogs"

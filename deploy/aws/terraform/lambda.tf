@@ -20,9 +20,10 @@ resource "aws_lambda_function" "coordinator" {
   filename         = local.lambda_api_zip
   source_code_hash = fileexists(local.lambda_api_zip) ? filebase64sha256(local.lambda_api_zip) : null
   memory_size      = var.coordinator_memory_mb
-  # Every request is a few DynamoDB/KMS/SQS calls; API Gateway gives up on
-  # an integration after 30 s anyway.
-  timeout = 15
+  # Most requests are a few DynamoDB/KMS/SQS calls. GET /jobs/{id}/logs
+  # ?follow=true holds the request open until the handler's FollowTimeout,
+  # which must stay below this; API Gateway gives up after 30 s anyway.
+  timeout = 29
 
   environment {
     variables = local.coordinator_env
