@@ -64,12 +64,12 @@ type ValidateOptions struct {
 // (blockers first). An error means a check could not run (e.g. a server
 // is unreachable), not that a problem was found.
 func Validate(ctx context.Context, opts ValidateOptions) ([]Problem, error) {
-	src, err := pg.Connect(ctx, opts.Source, "source")
+	src, err := pg.Connect(ctx, AdminURL(opts.Source), "source")
 	if err != nil {
 		return nil, err
 	}
 	defer src.Close(ctx)
-	dst, err := pg.Connect(ctx, opts.Target, "target")
+	dst, err := pg.Connect(ctx, AdminURL(opts.Target), "target")
 	if err != nil {
 		return nil, err
 	}
