@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/pg"
@@ -59,14 +58,13 @@ func SyncDatabase(ctx context.Context, src, dst pg.URL, db string, opts SyncOpti
 		return nil, err
 	}
 	defer s.Close(ctx)
-	d, err := pg.Connect(ctx, dst, "target")
+	d, err := ConnectIfExists(ctx, dst, "target")
 	if err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "3D000" {
-			return nil, hint.Wrap(fmt.Errorf("target database %s does not exist: %w", db, ErrNeedsCopy),
-				"sync only replicates into a target that already holds the data: run init to copy it")
-		}
 		return nil, err
+	}
+	if d == nil {
+		return nil, hint.Wrap(fmt.Errorf("target database %s does not exist: %w", db, ErrNeedsCopy),
+			"sync only replicates into a target that already holds the data: run init to copy it")
 	}
 	defer d.Close(ctx)
 

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/serenorg/postgres-seren-replicator/internal/catalog"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/pg"
@@ -65,4 +68,22 @@ func AdminURL(u pg.URL) pg.URL {
 		return u.WithDatabase("postgres")
 	}
 	return u
+}
+
+// ConnectIfExists connects to u like pg.Connect, but returns (nil, nil)
+// when the database u names does not exist.
+func ConnectIfExists(ctx context.Context, u pg.URL, role string) (*pgx.Conn, error) {
+	cfg, err := pg.ConnConfig(u)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", role, err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "3D000" {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, pg.Explain(err, u, role)
+	}
+	return conn, nil
 }
