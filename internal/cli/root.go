@@ -13,7 +13,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/cutovercmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/statuscmd"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/synccmd"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/validatecmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/verifycmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/versioncmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
@@ -108,6 +112,10 @@ Typical flow:
 	root.AddCommand(
 		versioncmd.New(io),
 		verifycmd.New(io),
+		validatecmd.New(io),
+		synccmd.New(io),
+		statuscmd.New(io),
+		cutovercmd.New(io),
 	)
 	return root
 }
