@@ -6,6 +6,11 @@
 // embedded backends (job store, queue, job log, API keys).
 //
 // It uses modernc.org/sqlite, a pure-Go driver, so the binary needs no cgo.
+//
+// Transactions (db.BeginTx) start with BEGIN IMMEDIATE, taking the write
+// lock at once: use them for read-modify-write, and plain statements for
+// reads, which run beside the writer in WAL mode. Several processes (serve
+// and its workers) may open the same file.
 package sqlitedb
 
 import (
