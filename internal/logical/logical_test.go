@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
+	"github.com/serenorg/postgres-seren-replicator/internal/selection"
 	"github.com/serenorg/postgres-seren-replicator/internal/testutil/pgtest"
 )
 
@@ -172,7 +173,15 @@ func TestPublicationDefinitions(t *testing.T) {
 
 	// The selection rules' time filter is frozen to a constant.
 	src.Exec(t, p.db, "ALTER TABLE events REPLICA IDENTITY FULL")
-	ev := TableSpec{Schema: "public", Name: "events", RowFilter: `("at" >= now() - interval '6 months')`}
+	// Built by the selection rules exactly as init and sync get it.
+	rules, err := selection.Build(selection.Flags{TimeFilters: []string{p.db + ".events:at:6 months"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := TableSpec{Schema: "public", Name: "events", RowFilter: rules.Table(p.db, "public", "events").Predicate}
+	if !strings.Contains(ev.RowFilter, "now()") {
+		t.Fatalf("selection predicate = %q", ev.RowFilter)
+	}
 	if err := CreatePublication(ctx, s, name, []TableSpec{ev}); err != nil {
 		t.Fatalf("time filter: %v", err)
 	}
