@@ -14,6 +14,7 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/joblog"
 	"github.com/serenorg/postgres-seren-replicator/internal/joblog/cwlog"
+	"github.com/serenorg/postgres-seren-replicator/internal/joblog/joblogtest"
 	"github.com/serenorg/postgres-seren-replicator/internal/testutil/awstest"
 )
 
@@ -240,4 +241,15 @@ func TestURL(t *testing.T) {
 			t.Errorf("URL(%q):\n got %s\nwant %s", tc.worker, got, tc.want)
 		}
 	}
+}
+
+func TestConformance(t *testing.T) {
+	b := setup(t)
+	joblogtest.Run(t, func(t *testing.T) joblog.Log {
+		l, err := cwlog.NewFromConfig(b.cfg, cwlog.Options{Group: b.group, Stream: "i-" + awstest.Name(t, "w")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	})
 }

@@ -3,10 +3,20 @@
 // unwrapped with KMS Decrypt. The secrets context map (the job id) is the
 // KMS encryption context, so a wrapped key only opens for the job it was
 // made for, and every use is visible in CloudTrail with that job id.
+//
+// The wrapped form is a version byte, the KMS ciphertext blob, and an
+// HMAC-SHA256 of both under a key derived from the data key. KMS already
+// authenticates its blob; the tag binds the stored bytes exactly, whatever
+// parts of the blob a KMS implementation ignores (local-kms ignores the
+// embedded key id when KeyId is passed), so any change to a wrapped key
+// fails with secrets.ErrDecrypt.
 package kmskeys
 
 import (
 	"context"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 
@@ -63,25 +73,55 @@ func (w *Wrapper) NewDataKey(ctx context.Context, ec map[string]string) (plain, 
 	if len(out.Plaintext) != 32 || len(out.CiphertextBlob) == 0 {
 		return nil, nil, fmt.Errorf("kms GenerateDataKey with key %s: got a %d-byte data key, want 32", w.keyID, len(out.Plaintext))
 	}
-	return out.Plaintext, out.CiphertextBlob, nil
+	tag, err := mac(out.Plaintext, out.CiphertextBlob)
+	if err != nil {
+		return nil, nil, err
+	}
+	wrapped = make([]byte, 0, 1+len(out.CiphertextBlob)+len(tag))
+	wrapped = append(append(append(wrapped, formatV1), out.CiphertextBlob...), tag...)
+	return out.Plaintext, wrapped, nil
+}
+
+// formatV1 is the first byte of a wrapped key: v1 = blob || tag.
+const formatV1 = 0x01
+
+// mac is the tag over a wrapped key's version and KMS blob.
+func mac(dataKey, blob []byte) ([]byte, error) {
+	k, err := hkdf.Key(sha256.New, dataKey, nil, "seren-replication kmskeys v1 wrapped-key mac", 32)
+	if err != nil {
+		return nil, fmt.Errorf("derive wrapped-key mac key: %w", err)
+	}
+	h := hmac.New(sha256.New, k)
+	h.Write([]byte{formatV1})
+	h.Write(blob)
+	return h.Sum(nil), nil
 }
 
 // Unwrap decrypts a wrapped data key. The key id is passed too, so a blob
 // made under another key is refused rather than silently accepted.
 func (w *Wrapper) Unwrap(ctx context.Context, wrapped []byte, ec map[string]string) ([]byte, error) {
-	if len(wrapped) == 0 {
-		return nil, errors.New("kms Decrypt: empty wrapped data key")
+	if len(wrapped) < 1+1+sha256.Size || wrapped[0] != formatV1 {
+		return nil, fmt.Errorf("kms unwrap: not a wrapped data key (%d bytes): %w", len(wrapped), secrets.ErrDecrypt)
 	}
+	blob, tag := wrapped[1:len(wrapped)-sha256.Size], wrapped[len(wrapped)-sha256.Size:]
 	out, err := w.api.Decrypt(ctx, &kms.DecryptInput{
 		KeyId:             aws.String(w.keyID),
-		CiphertextBlob:    wrapped,
+		CiphertextBlob:    blob,
 		EncryptionContext: ec,
 	})
 	if err != nil {
 		return nil, classify(fmt.Errorf("kms Decrypt with key %s: %w", w.keyID, err), w.keyID, "kms:Decrypt")
 	}
 	if len(out.Plaintext) != 32 {
-		return nil, fmt.Errorf("kms Decrypt with key %s: got a %d-byte data key, want 32", w.keyID, len(out.Plaintext))
+		return nil, fmt.Errorf("kms Decrypt with key %s: got a %d-byte data key: %w", w.keyID, len(out.Plaintext), secrets.ErrDecrypt)
+	}
+	want, err := mac(out.Plaintext, blob)
+	if err != nil {
+		return nil, err
+	}
+	if !hmac.Equal(tag, want) {
+		clear(out.Plaintext)
+		return nil, fmt.Errorf("kms unwrap with key %s: wrapped key was altered: %w", w.keyID, secrets.ErrDecrypt)
 	}
 	return out.Plaintext, nil
 }
@@ -95,11 +135,13 @@ func classify(err error, keyID, action string) error {
 		notFound *types.NotFoundException
 		disabled *types.DisabledException
 		invalid  *types.InvalidCiphertextException
+		wrongKey *types.IncorrectKeyException
 		state    *types.KMSInvalidStateException
 	)
 	switch {
-	case errors.As(err, &invalid):
-		return fmt.Errorf("%w (the wrapped key does not belong to this job or key)", err)
+	case errors.As(err, &invalid), errors.As(err, &wrongKey), action == "kms:Decrypt" && ErrorCode(err) == "ValidationException":
+		// The wrapped key does not belong to this job or this KMS key.
+		return fmt.Errorf("%w: %w", secrets.ErrDecrypt, err)
 	case errors.As(err, &notFound):
 		return hint.Wrap(err, fmt.Sprintf("check that KMS key %s exists in this region", keyID))
 	case errors.As(err, &disabled), errors.As(err, &state):
@@ -111,12 +153,18 @@ func classify(err error, keyID, action string) error {
 }
 
 func isAccessDenied(err error) bool {
-	var ad interface{ ErrorCode() string }
-	if errors.As(err, &ad) {
-		switch ad.ErrorCode() {
-		case "AccessDeniedException", "AccessDenied":
-			return true
-		}
+	switch ErrorCode(err) {
+	case "AccessDeniedException", "AccessDenied":
+		return true
 	}
 	return false
+}
+
+// ErrorCode returns the AWS error code inside err ("" if none).
+func ErrorCode(err error) string {
+	var ae interface{ ErrorCode() string }
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
 }
