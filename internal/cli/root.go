@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/cutovercmd"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/initcmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/statuscmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/synccmd"
@@ -116,6 +117,7 @@ Typical flow:
 		synccmd.New(io),
 		statuscmd.New(io),
 		cutovercmd.New(io),
+		initcmd.New(io),
 	)
 	return root
 }

@@ -140,30 +140,39 @@ func ToolError(cmd *exec.Cmd, err error, stderr string, urls ...pg.URL) error {
 	return fmt.Errorf("%s failed (%v):\n%s", name, err, msg)
 }
 
-// Pipe runs producer | consumer, streaming bytes without temporary files.
+// Pipe runs producer | consumer through an OS pipe, streaming bytes
+// without temporary files. If the consumer dies, the producer gets EPIPE
+// instead of blocking forever.
 func Pipe(producer, consumer *exec.Cmd, urls ...pg.URL) error {
-	pr, pw := io.Pipe()
-	producer.Stdout = pw
-	consumer.Stdin = pr
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("create pipe: %w", err)
+	}
+	producer.Stdout = w
+	consumer.Stdin = r
 	var perr, cerr bytes.Buffer
 	producer.Stderr = &limitWriter{w: &perr, n: 64 << 10}
 	consumer.Stderr = &limitWriter{w: &cerr, n: 64 << 10}
 	if err := consumer.Start(); err != nil {
+		r.Close()
+		w.Close()
 		return fmt.Errorf("start %s: %w", filepath.Base(consumer.Path), err)
 	}
+	r.Close()
 	if err := producer.Start(); err != nil {
-		pw.Close()
+		w.Close()
 		_ = consumer.Wait()
 		return fmt.Errorf("start %s: %w", filepath.Base(producer.Path), err)
 	}
+	w.Close()
 	pErr := producer.Wait()
-	pw.CloseWithError(pErr)
 	cErr := consumer.Wait()
-	if pErr != nil {
-		return ToolError(producer, pErr, perr.String(), urls...)
-	}
+	// The consumer's error explains a producer killed by a broken pipe.
 	if cErr != nil {
 		return ToolError(consumer, cErr, cerr.String(), urls...)
+	}
+	if pErr != nil {
+		return ToolError(producer, pErr, perr.String(), urls...)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/catalog"
 	"github.com/serenorg/postgres-seren-replicator/internal/copier"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
+	"github.com/serenorg/postgres-seren-replicator/internal/logical"
 	"github.com/serenorg/postgres-seren-replicator/internal/pg"
 	"github.com/serenorg/postgres-seren-replicator/internal/pgtools"
 	"github.com/serenorg/postgres-seren-replicator/internal/schema"
@@ -221,6 +222,17 @@ func (s *session) initDatabase(ctx context.Context, db catalog.Database, idx, nD
 	if err != nil {
 		return err
 	}
+	// With sync, a resumed copy cannot be combined with a new slot: the
+	// interrupted run's snapshot is gone, so rows copied at it and changes
+	// streamed from a new slot's position would overlap or leave a gap.
+	if state == schema.Resuming && !opts.NoSync {
+		warn(fmt.Sprintf("database %s: the interrupted run's snapshot is gone and continuous sync must start exactly where the copy was taken, so the database is copied again from the start (use --no-sync to resume table by table)", db.Name))
+		if err := schema.RecreateDatabase(ctx, s.dst, opts.Target, db, warn); err != nil {
+			return err
+		}
+		state = schema.Created
+	}
+
 	src, err := pg.Connect(ctx, srcURL, "source")
 	if err != nil {
 		return err
@@ -237,10 +249,38 @@ func (s *session) initDatabase(ctx context.Context, db catalog.Database, idx, nD
 		return err
 	}
 
-	// One snapshot for everything read from the source below.
-	snap, err := exportSnapshot(ctx, srcURL)
-	if err != nil {
-		return err
+	// One snapshot for everything read from the source below: with sync,
+	// the logical slot's own snapshot, so replication starts exactly where
+	// the copy ends.
+	var snap *snapshot
+	var slot *logical.Slot
+	names := logical.Names(db.Name)
+	if opts.NoSync {
+		if snap, err = exportSnapshot(ctx, srcURL); err != nil {
+			return err
+		}
+	} else {
+		tSlot := time.Now()
+		if slot, err = s.createSlot(ctx, src, srcURL, db.Name, names); err != nil {
+			return err
+		}
+		// Until the subscription owns it, a failure must not leave the slot
+		// retaining WAL on the source.
+		defer func() {
+			if slot != nil {
+				if derr := slot.Drop(ctx); derr != nil {
+					warn(fmt.Sprintf("database %s: could not drop slot %s after the failure: %v; drop it on the source: SELECT pg_drop_replication_slot('%s')", db.Name, names.Slot, derr, names.Slot))
+				} else {
+					rep.Logf("database %s: dropped slot %s after the failure", db.Name, names.Slot)
+				}
+				_ = logical.DropPublication(context.WithoutCancel(ctx), src, names.Publication)
+			}
+		}()
+		cur := slot
+		if snap, err = importSnapshot(ctx, srcURL, slot.SnapshotName(), func() { _ = cur.Close(context.Background()) }); err != nil {
+			return err
+		}
+		phase("slot", tSlot, fmt.Sprintf("%s at %s", names.Slot, slot.ConsistentLSN()))
 	}
 	defer snap.release()
 	rep.Logf("database %s: copying at snapshot %s (%d tables, %s)", db.Name, snap.name, len(plan.copy), humanBytes(db.SizeBytes))
@@ -285,7 +325,7 @@ func (s *session) initDatabase(ctx context.Context, db catalog.Database, idx, nD
 	var tablesDone int
 	stats, err := copier.Run(ctx, copier.Config{
 		Source: srcURL, Target: dstURL, Snapshot: snap.name, Jobs: opts.Jobs, Tasks: plan.copy,
-		SourceVersion: s.srcVersion, Done: done,
+		SourceVersion: s.srcVersion, Done: done, RangeBytes: opts.SplitBytes,
 		AfterTable: func(ctx context.Context, conn *pgx.Conn, t catalog.Table) error {
 			if err := post.ForTable(ctx, conn, t); err != nil {
 				return err
@@ -347,6 +387,48 @@ func (s *session) initDatabase(ctx context.Context, db catalog.Database, idx, nD
 	if err := copier.DropCheckpoint(ctx, dst); err != nil {
 		return err
 	}
+	if slot != nil {
+		t4 := time.Now()
+		if err := logical.CreateSubscription(ctx, dst, names.Subscription, srcURL, names.Publication, names.Slot, opts.Subscription); err != nil {
+			return err
+		}
+		slot = nil // the subscription owns it now
+		phase("subscription", t4, names.Subscription+" streaming from "+names.Slot)
+		rep.Logf("database %s: continuous sync started (subscription %s)", db.Name, names.Subscription)
+	}
 	rep.Logf("database %s: done (%d tables, %s) in %s", db.Name, stats.Tables, humanBytes(stats.Bytes), time.Since(t0).Round(time.Millisecond))
 	return nil
+}
+
+// createSlot creates the publication and then the slot (in that order: see
+// internal/logical). A slot of ours left by a killed run is dropped first:
+// its snapshot is gone and it only retains WAL.
+func (s *session) createSlot(ctx context.Context, src *pgx.Conn, srcURL pg.URL, db string, names logical.ObjectNames) (*logical.Slot, error) {
+	specs, err := logical.PublicationTables(ctx, src, db, s.opts.Rules)
+	if err != nil {
+		return nil, err
+	}
+	if err := logical.CreatePublication(ctx, src, names.Publication, specs); err != nil {
+		if !errors.Is(err, logical.ErrConflict) {
+			return nil, err
+		}
+		if err := logical.DropPublication(ctx, src, names.Publication); err != nil {
+			return nil, err
+		}
+		if err := logical.CreatePublication(ctx, src, names.Publication, specs); err != nil {
+			return nil, err
+		}
+	}
+	slot, err := logical.CreateSlot(ctx, srcURL, names.Slot)
+	if errors.Is(err, logical.ErrExists) {
+		s.rep.Logf("database %s: dropping slot %s left by an interrupted run", db, names.Slot)
+		if err := logical.DropSlot(ctx, src, names.Slot); err != nil {
+			return nil, err
+		}
+		slot, err = logical.CreateSlot(ctx, srcURL, names.Slot)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return slot, nil
 }

@@ -5,6 +5,7 @@
 package replicator
 
 import (
+	"github.com/serenorg/postgres-seren-replicator/internal/logical"
 	"github.com/serenorg/postgres-seren-replicator/internal/pg"
 	"github.com/serenorg/postgres-seren-replicator/internal/selection"
 )
@@ -24,6 +25,12 @@ type Options struct {
 	NoResume bool
 	// PgBinDir overrides where pg_dump/pg_restore/pg_dumpall are found.
 	PgBinDir string
+	// SplitBytes splits tables larger than this into block ranges copied
+	// in parallel (0 = 256 MiB).
+	SplitBytes int64
+	// Subscription shapes the subscription's connection string (password
+	// handling; see docs/sync.md).
+	Subscription logical.SubOptions
 }
 
 // Progress is a snapshot of a running command's progress.

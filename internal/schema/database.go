@@ -79,8 +79,8 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', $1) AND n.nspname NO
 			return 0, hint.Wrap(fmt.Errorf("database %s on the target already holds %d tables or other relations: %w", db.Name, objects, ErrTargetNotEmpty),
 				fmt.Sprintf("pick another target, drop the database there (DROP DATABASE %s), or add --drop-existing to replace it", pg.Ident(db.Name)))
 		}
-		if _, err := dstAdmin.Exec(ctx, "DROP DATABASE "+pg.Ident(db.Name)+" WITH (FORCE)"); err != nil {
-			return 0, fmt.Errorf("drop database %s on target: %w", db.Name, err)
+		if err := dropDatabase(ctx, dstAdmin, target, db.Name); err != nil {
+			return 0, err
 		}
 	}
 	if err := createDatabase(ctx, dstAdmin, db, warn); err != nil {
@@ -197,6 +197,47 @@ WHERE d.datname = $1 AND a.grantee <> d.datdba`, db)
 		if _, err := dst.Exec(ctx, s); err != nil {
 			warn(fmt.Sprintf("%s: %s", s, sqlMessage(err)))
 		}
+	}
+	return nil
+}
+
+// RecreateDatabase drops a target database of ours and creates it again.
+func RecreateDatabase(ctx context.Context, dstAdmin *pgx.Conn, target pg.URL, db catalog.Database, warn func(string)) error {
+	if err := dropDatabase(ctx, dstAdmin, target, db.Name); err != nil {
+		return err
+	}
+	if err := createDatabase(ctx, dstAdmin, db, warn); err != nil {
+		return err
+	}
+	return markCreated(ctx, target, db.Name)
+}
+
+// dropDatabase drops a target database, first detaching and dropping its
+// subscriptions (which would block DROP DATABASE). Their slots on the
+// source are dropped later, when init recreates its own.
+func dropDatabase(ctx context.Context, dstAdmin *pgx.Conn, target pg.URL, name string) error {
+	conn, err := pg.Connect(ctx, target.WithDatabase(name), "target")
+	if err == nil {
+		rows, qerr := conn.Query(ctx, "SELECT subname FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())")
+		var subs []string
+		if qerr == nil {
+			subs, qerr = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		for _, sub := range subs {
+			for _, stmt := range []string{"ALTER SUBSCRIPTION %s DISABLE", "ALTER SUBSCRIPTION %s SET (slot_name = NONE)", "DROP SUBSCRIPTION %s"} {
+				if _, err := conn.Exec(ctx, fmt.Sprintf(stmt, pg.Ident(sub))); err != nil {
+					conn.Close(ctx)
+					return fmt.Errorf("drop subscription %s in target database %s: %w", sub, name, err)
+				}
+			}
+		}
+		conn.Close(ctx)
+		if qerr != nil {
+			return fmt.Errorf("list subscriptions in target database %s: %w", name, qerr)
+		}
+	}
+	if _, err := dstAdmin.Exec(ctx, "DROP DATABASE IF EXISTS "+pg.Ident(name)+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("drop database %s on target: %w", name, err)
 	}
 	return nil
 }

@@ -66,7 +66,7 @@ func (d *Dumper) LargeObjects(ctx context.Context, src *pgx.Conn) (int64, error)
 	if n == 0 {
 		return 0, nil
 	}
-	args := append(d.dumpArgs("data"), "--exclude-table-data=*", "--blobs")
+	args := append(d.dumpArgs("data"), "--exclude-table-data=*.*", "--blobs")
 	dump := d.Tools.Command(ctx, "pg_dump", d.Source, args...)
 	restore := d.Tools.Command(ctx, "pg_restore", d.Target, "--section=data", "--exit-on-error", "--single-transaction")
 	if err := pgtools.Pipe(dump, restore, d.Source, d.Target); err != nil {

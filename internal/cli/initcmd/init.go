@@ -1,0 +1,258 @@
+// Package initcmd implements `init`: the snapshot copy of roles, schema and
+// data from a source server to a target, followed (unless --no-sync) by
+// continuous logical replication. It runs locally, or on the job service
+// when a remote API is configured and --local is not given.
+package initcmd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/progress"
+	"github.com/serenorg/postgres-seren-replicator/internal/replicator"
+	"github.com/serenorg/postgres-seren-replicator/internal/selection"
+)
+
+// Options are init's parsed flags.
+type Options struct {
+	IO        *iostreams.IOStreams
+	Conn      cmdutil.ConnFlags
+	Selection cmdutil.SelectionFlags
+
+	Jobs          int
+	DropExisting  bool
+	NoSync        bool
+	NoResume      bool
+	Yes           bool
+	NoInteractive bool
+	Local         bool
+	RemoteAPI     string
+	APIKey        string
+	JobTimeout    int64
+	PgBinDir      string
+	JSON          bool
+	SplitBytes    int64
+}
+
+// New returns the init command.
+func New(io *iostreams.IOStreams) *cobra.Command {
+	opts := &Options{IO: io}
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Copy roles, schema and data to the target, then start continuous sync",
+		Long: `init copies every selected database of the source server to the target at one
+consistent snapshot: roles, schema (indexes and constraints built after the data),
+rows streamed with COPY in parallel, sequences, large objects, then ANALYZE.
+Unless --no-sync is given it then keeps the target in sync with logical
+replication, starting exactly at the snapshot.
+
+An interrupted init continues where it stopped when run again (--no-resume
+starts over). The source keeps taking writes the whole time.`,
+		Example: `  postgres-seren-replicator init --source "$SRC" --target "$DST"
+  postgres-seren-replicator init --source "$SRC" --target "$DST" --include-databases app --no-sync --yes
+  SEREN_REMOTE_API=https://api.example.com SEREN_API_KEY=sk_live_… postgres-seren-replicator init --source "$SRC" --target "$DST"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return Run(cmd.Context(), opts)
+		},
+	}
+	opts.Conn.Add(cmd)
+	opts.Selection.Add(cmd)
+	f := cmd.Flags()
+	f.IntVarP(&opts.Jobs, "jobs", "j", cmdutil.DefaultJobs(), "parallel COPY streams and index builds")
+	f.BoolVar(&opts.DropExisting, "drop-existing", false, "drop and recreate target databases that already hold data")
+	f.BoolVar(&opts.NoSync, "no-sync", false, "copy only; do not start continuous replication")
+	f.BoolVar(&opts.NoResume, "no-resume", false, "ignore an interrupted earlier run and start fresh")
+	f.BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation or interactive selection")
+	f.BoolVar(&opts.NoInteractive, "no-interactive", false, "do not offer interactive database/table selection")
+	f.BoolVar(&opts.Local, "local", false, "run here even when a remote API is configured")
+	f.StringVar(&opts.RemoteAPI, "remote-api", "", "job service URL (env SEREN_REMOTE_API)")
+	f.StringVar(&opts.APIKey, "api-key", "", "job service API key (prefer env SEREN_API_KEY)")
+	f.Int64Var(&opts.JobTimeout, "job-timeout", 28800, "remote job timeout in seconds")
+	f.StringVar(&opts.PgBinDir, "pg-bin-dir", "", "directory holding pg_dump/pg_restore (default: newest found)")
+	f.BoolVar(&opts.JSON, "json", false, "print the final summary as JSON on stdout")
+	f.Int64Var(&opts.SplitBytes, "split-table-bytes", 0, "split tables larger than this many bytes into ranges copied in parallel (default 256 MiB)")
+	_ = f.MarkHidden("split-table-bytes")
+	return cmd
+}
+
+// Run executes init.
+func Run(ctx context.Context, opts *Options) error {
+	if opts.RemoteAPI == "" {
+		opts.RemoteAPI = os.Getenv("SEREN_REMOTE_API")
+	}
+	if opts.APIKey == "" {
+		opts.APIKey = os.Getenv("SEREN_API_KEY")
+	}
+	if opts.Jobs < 1 {
+		return cmdutil.UsageError(fmt.Errorf("--jobs must be at least 1, got %d", opts.Jobs))
+	}
+	src, dst, err := opts.Conn.Parse()
+	if err != nil {
+		return err
+	}
+	rules, err := opts.Selection.Rules()
+	if err != nil {
+		return err
+	}
+	eng := replicator.Options{
+		Source: src, Target: dst, Rules: rules, Jobs: opts.Jobs, DropExisting: opts.DropExisting,
+		NoSync: opts.NoSync, NoResume: opts.NoResume, PgBinDir: opts.PgBinDir, SplitBytes: opts.SplitBytes,
+	}
+	if opts.RemoteAPI != "" && !opts.Local {
+		return runRemote(ctx, opts, eng)
+	}
+	io := opts.IO
+
+	est, err := replicator.Estimate(ctx, eng)
+	if err != nil {
+		return err
+	}
+	interactive := io.CanPrompt() && !opts.Yes && !opts.NoInteractive && !opts.Selection.Given()
+	if interactive {
+		if est, err = pickDatabases(opts, est); err != nil {
+			return err
+		}
+		eng.Rules, err = selection.Build(opts.Selection.Flags)
+		if err != nil {
+			return cmdutil.UsageError(err)
+		}
+	}
+	printEstimate(io, est, eng)
+	if !opts.Yes {
+		if !io.CanPrompt() {
+			return cmdutil.UsageError(fmt.Errorf("init changes the target and needs confirmation, but there is no terminal to ask on: pass --yes"))
+		}
+		ok, err := io.Confirm("Proceed?")
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return iostreams.ErrNotConfirmed
+		}
+	}
+
+	pr := progress.New(io.ErrOut, io.IsStderrTTY())
+	sum, err := replicator.Init(ctx, eng, pr)
+	pr.Close()
+	if sum != nil {
+		printSummary(opts, sum)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(io.ErrOut, "Interrupted: run the same command again to continue where it stopped.")
+		}
+		return err
+	}
+	return nil
+}
+
+func printEstimate(io *iostreams.IOStreams, est []replicator.DatabaseEstimate, eng replicator.Options) {
+	w := tabwriter.NewWriter(io.ErrOut, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "DATABASE\tSIZE\tROUGH ETA\n")
+	var total int64
+	for _, d := range est {
+		total += d.SizeBytes
+		fmt.Fprintf(w, "%s\t%s\t%s\n", d.Name, replicator.HumanBytes(d.SizeBytes), roughETA(d.SizeBytes, eng.Jobs))
+	}
+	fmt.Fprintf(w, "total\t%s\t%s\n", replicator.HumanBytes(total), roughETA(total, eng.Jobs))
+	w.Flush()
+	fmt.Fprintf(io.ErrOut, "From %s to %s, %d parallel streams, sync afterwards: %v\n", eng.Source, eng.Target, eng.Jobs, !eng.NoSync)
+}
+
+// roughETA assumes ~25 MB/s per stream including indexes (a conservative
+// figure from scripts/bench.sh on a 2-core machine); it is only a guide.
+func roughETA(bytes int64, jobs int) string {
+	rate := 25e6 * float64(min(jobs, 8))
+	d := time.Duration(float64(bytes)/rate*float64(time.Second)) + 5*time.Second
+	return "~" + d.Round(time.Second).String()
+}
+
+func pickDatabases(opts *Options, est []replicator.DatabaseEstimate) ([]replicator.DatabaseEstimate, error) {
+	io := opts.IO
+	if len(est) > 1 {
+		fmt.Fprintln(io.ErrOut, "Databases on the source:")
+		for i, d := range est {
+			fmt.Fprintf(io.ErrOut, "  %d) %s (%s)\n", i+1, d.Name, replicator.HumanBytes(d.SizeBytes))
+		}
+		ans, err := io.Ask("Copy which? (numbers separated by commas, Enter for all): ")
+		if err != nil {
+			return nil, err
+		}
+		if ans != "" {
+			var picked []replicator.DatabaseEstimate
+			for _, f := range strings.Split(ans, ",") {
+				n, err := strconv.Atoi(strings.TrimSpace(f))
+				if err != nil || n < 1 || n > len(est) {
+					return nil, cmdutil.UsageError(fmt.Errorf("%q is not a number between 1 and %d", strings.TrimSpace(f), len(est)))
+				}
+				picked = append(picked, est[n-1])
+				opts.Selection.IncludeDatabases = append(opts.Selection.IncludeDatabases, est[n-1].Name)
+			}
+			est = picked
+		}
+	}
+	ans, err := io.Ask("Tables to leave out? (db.table or db.schema.table, comma separated; Enter for none): ")
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range strings.Split(ans, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			opts.Selection.ExcludeTables = append(opts.Selection.ExcludeTables, f)
+		}
+	}
+	return est, nil
+}
+
+func printSummary(opts *Options, sum *replicator.InitSummary) {
+	io := opts.IO
+	if opts.JSON {
+		type phase struct {
+			Database string  `json:"database,omitempty"`
+			Name     string  `json:"name"`
+			Seconds  float64 `json:"seconds"`
+			Detail   string  `json:"detail,omitempty"`
+		}
+		out := struct {
+			Databases []string `json:"databases"`
+			Tables    int      `json:"tables"`
+			Skipped   int      `json:"tables_resumed"`
+			Bytes     int64    `json:"bytes"`
+			Seconds   float64  `json:"seconds"`
+			Phases    []phase  `json:"phases"`
+			Warnings  []string `json:"warnings"`
+		}{sum.Databases, sum.Tables, sum.Skipped, sum.Bytes, sum.Duration.Seconds(), nil, sum.Warnings}
+		for _, p := range sum.Phases {
+			out.Phases = append(out.Phases, phase{p.Database, p.Name, p.Duration.Seconds(), p.Detail})
+		}
+		enc := json.NewEncoder(io.Out)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(out)
+		return
+	}
+	w := tabwriter.NewWriter(io.ErrOut, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "\nDATABASE\tPHASE\tWALL TIME\tDETAIL")
+	for _, p := range sum.Phases {
+		db := p.Database
+		if db == "" {
+			db = "(server)"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", db, p.Name, p.Duration.Round(time.Millisecond), p.Detail)
+	}
+	fmt.Fprintf(w, "total\t\t%s\t%d databases, %d tables (%d resumed), %s\n", sum.Duration.Round(time.Millisecond),
+		len(sum.Databases), sum.Tables, sum.Skipped, replicator.HumanBytes(sum.Bytes))
+	w.Flush()
+	if len(sum.Warnings) > 0 {
+		fmt.Fprintf(io.ErrOut, "%d warnings (see above)\n", len(sum.Warnings))
+	}
+}
