@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -134,9 +133,7 @@ func (t *tableRun) narrow(ctx context.Context, txs [2]pgx.Tx, lo, hi []string, a
 		side = dstSide
 	}
 	var args []any
-	q := "SELECT DISTINCT ON (seren_verify_bucket) " + t.keyTextList() + " FROM (SELECT " + t.keyList() +
-		", ntile(" + strconv.Itoa(fanout) + ") OVER (ORDER BY " + t.keyList() + ") AS seren_verify_bucket FROM ONLY " +
-		t.rel + t.rangeCond(side, lo, hi, &args) + ") s ORDER BY seren_verify_bucket, " + t.keyList()
+	q := t.bucketStarts(fanout, t.rangeCond(side, lo, hi, &args))
 	firsts, err := t.queryKeys(ctx, txs[side], q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: split %s%s: %w", sideNames[side], t.src, t.rangeLabel(lo, hi), err)
@@ -185,7 +182,7 @@ func (t *tableRun) rowDiff(ctx context.Context, txs [2]pgx.Tx, lo, hi []string) 
 	rows, err := both(ctx, func(ctx context.Context, side int) ([]row, error) {
 		var args []any
 		q := "SELECT ARRAY[" + t.keyTextList() + "], md5(" + t.rowText + ") FROM ONLY " + t.rel +
-			t.rangeCond(side, lo, hi, &args) + " ORDER BY " + t.keyList()
+			t.rangeCond(side, lo, hi, &args) + " ORDER BY " + t.keyOrder()
 		rs, err := txs[side].Query(ctx, q, args...)
 		if err != nil {
 			return nil, fmt.Errorf("%s: read rows of %s%s: %w", sideNames[side], t.src, t.rangeLabel(lo, hi), err)

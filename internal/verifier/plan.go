@@ -61,12 +61,14 @@ type column struct {
 	name    string
 	typ     string // format_type, valid in a CAST
 	typeOID uint32
+	coll    string // qualified collation name; "" when not collatable
 }
 
 // keyCol is one primary key column with its type on each side.
 type keyCol struct {
 	name     string
 	typ      [2]string // source, target
+	coll     [2]string // source, target collation ("" when not collatable)
 	typeOID  uint32    // source
 	quotedNm string
 }
@@ -87,7 +89,12 @@ type tableRun struct {
 	rel     string   // ONLY-able quoted name, same on both sides
 	rowText string   // SQL for the row's text form
 	key     []keyCol // nil: no primary key
-	chunks  []*chunk
+	// byteOrder: the sides order the text key differently, so ranges
+	// compare it in byte order (COLLATE "C"), which indexes cannot serve.
+	byteOrder bool
+	// columnsDiffer: a column exists on one side only.
+	columnsDiffer bool
+	chunks        []*chunk
 
 	start   time.Time
 	pending atomic.Int64
@@ -157,6 +164,7 @@ func (t *tableRun) plan(ctx context.Context) error {
 			onlyDst = append(onlyDst, c.name)
 		}
 	}
+	t.columnsDiffer = len(onlySrc)+len(onlyDst) > 0
 	if len(onlySrc) > 0 {
 		t.notes = append(t.notes, "columns missing on the target: "+strings.Join(onlySrc, ", "))
 	}
@@ -177,9 +185,17 @@ func (t *tableRun) plan(ctx context.Context) error {
 			break
 		}
 		sc := srcCols[k]
-		t.key = append(t.key, keyCol{name: k, typ: [2]string{sc.typ, dc.typ}, typeOID: sc.typeOID, quotedNm: pg.Ident(k)})
+		t.key = append(t.key, keyCol{name: k, typ: [2]string{sc.typ, dc.typ}, coll: [2]string{sc.coll, dc.coll}, typeOID: sc.typeOID, quotedNm: pg.Ident(k)})
 	}
 	t.budget.Store(int64(t.db.opts.MaxRanges))
+	same, err := t.sameKeyOrder(ctx)
+	if err != nil {
+		return err
+	}
+	if !same {
+		t.byteOrder = true
+		t.notes = append(t.notes, "the source and target sort the text key differently (collation); compared in byte order as one range, which is slower")
+	}
 
 	bounds, err := t.boundaries(ctx)
 	if err != nil {
@@ -199,7 +215,9 @@ func (t *tableRun) plan(ctx context.Context) error {
 
 func readColumns(ctx context.Context, q pg.Querier, rel string) ([]column, error) {
 	rows, err := q.Query(ctx, `
-SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid,
+       coalesce((SELECT quote_ident(n.nspname) || '.' || quote_ident(c.collname)
+                 FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace WHERE c.oid = a.attcollation), '')
 FROM pg_attribute a
 WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum`, rel)
@@ -208,7 +226,7 @@ ORDER BY a.attnum`, rel)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (column, error) {
 		var c column
-		err := r.Scan(&c.name, &c.typ, &c.typeOID)
+		err := r.Scan(&c.name, &c.typ, &c.typeOID, &c.coll)
 		return c, err
 	})
 }
@@ -219,7 +237,7 @@ func isIntegerType(oid uint32) bool { return oid == 20 || oid == 21 || oid == 23
 // boundaries returns the lower bounds of chunks 2..n (each a key tuple in
 // text form), read on the source. None: a single chunk.
 func (t *tableRun) boundaries(ctx context.Context) ([][]string, error) {
-	if t.key == nil {
+	if t.key == nil || t.byteOrder {
 		return nil, nil
 	}
 	chunkRows := t.db.opts.ChunkRows
@@ -276,9 +294,7 @@ func (t *tableRun) sampledBoundaries(ctx context.Context, n, est int64) ([][]str
 	pct := math.Min(100, math.Max(0.0001, 100*want/float64(est)))
 	sample := fmt.Sprintf(" TABLESAMPLE SYSTEM (%s) REPEATABLE (7)", strconv.FormatFloat(pct, 'f', -1, 64))
 	for _, from := range []string{sample, ""} {
-		q := "SELECT DISTINCT ON (seren_verify_bucket) " + t.keyTextList() + " FROM (SELECT " + t.keyList() +
-			", ntile(" + strconv.FormatInt(n, 10) + ") OVER (ORDER BY " + t.keyList() + ") AS seren_verify_bucket FROM ONLY " +
-			t.rel + from + t.where(t.rule.Predicate) + ") s ORDER BY seren_verify_bucket, " + t.keyList()
+		q := t.bucketStarts(n, from+t.where(t.rule.Predicate))
 		out, err := t.queryKeys(ctx, t.db.src, q)
 		if err != nil {
 			return nil, err
@@ -318,6 +334,55 @@ func (t *tableRun) keyList() string {
 	return strings.Join(parts, ", ")
 }
 
+// keyOrder is the key columns as sorted and compared: in byte order for
+// text keys when the sides' collations disagree.
+func (t *tableRun) keyOrder() string {
+	parts := make([]string, len(t.key))
+	for i, k := range t.key {
+		parts[i] = k.quotedNm
+		if t.byteOrder && k.coll[srcSide] != "" {
+			parts[i] += ` COLLATE "C"`
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// bucketStarts is SQL returning the first key (as text) of each of n
+// equal buckets of the rows FROM ONLY rel<tail>, in key order.
+func (t *tableRun) bucketStarts(n int64, tail string) string {
+	return "SELECT DISTINCT ON (seren_verify_bucket) " + t.keyTextList() + " FROM (SELECT " + t.keyList() +
+		", ntile(" + strconv.FormatInt(n, 10) + ") OVER (ORDER BY " + t.keyOrder() + ") AS seren_verify_bucket FROM ONLY " +
+		t.rel + tail + ") s ORDER BY seren_verify_bucket, " + t.keyOrder()
+}
+
+// probeStrings tell collations apart: case, accents, punctuation and
+// spaces sort differently in C, glibc and ICU locales (and across glibc
+// versions).
+var probeStrings = []string{"a", "A", "b", "B", "z", "Z", "ä", "é", "e", "_", "-", " ", "~", "1", "11", "1-1", "1 1",
+	"a b", "ab", "a-b", "a_b", "aa", "AA", "a-a", "a a", "Ab", "aB", "ß", "ss", "æ", "ae", "0", "9"}
+
+// sameKeyOrder reports whether both sides sort the key's text columns the
+// same way, probing each column's collation with probeStrings. When they
+// differ, a key range would select different rows on each side.
+func (t *tableRun) sameKeyOrder(ctx context.Context) (bool, error) {
+	for _, k := range t.key {
+		if k.coll[srcSide] == "" || k.coll[dstSide] == "" {
+			continue
+		}
+		var order [2][]string
+		for side, p := range []*pgxpool.Pool{t.db.src, t.db.dst} {
+			q := "SELECT array_agg(s ORDER BY s COLLATE " + k.coll[side] + `, s COLLATE "C") FROM unnest($1::text[]) s`
+			if err := p.QueryRow(ctx, q, probeStrings).Scan(&order[side]); err != nil {
+				return false, fmt.Errorf("%s: probe collation %s of %s.%s: %w", sideNames[side], k.coll[side], t.src, k.name, err)
+			}
+		}
+		if strings.Join(order[srcSide], "\x00") != strings.Join(order[dstSide], "\x00") {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 func (t *tableRun) keyTextList() string {
 	parts := make([]string, len(t.key))
 	for i, k := range t.key {
@@ -341,7 +406,7 @@ func (t *tableRun) rangeCond(side int, lo, hi []string, args *[]any) string {
 	if t.rule.Predicate != "" {
 		conds = append(conds, "("+t.rule.Predicate+")")
 	}
-	keyExpr := t.keyList()
+	keyExpr := t.keyOrder()
 	if len(t.key) > 1 {
 		keyExpr = "(" + keyExpr + ")"
 	}
@@ -418,8 +483,7 @@ func (t *tableRun) finish() {
 	r.Chunks = len(t.chunks)
 	r.Status = StatusOK
 	r.Notes = append(r.Notes, t.notes...)
-	if len(t.notes) > 0 {
-		// Columns differ.
+	if t.columnsDiffer {
 		r.Status = StatusDifferent
 	}
 	var ranges []KeyRange
@@ -446,7 +510,7 @@ func (t *tableRun) finish() {
 			settled++
 		}
 	}
-	if t.key == nil && r.Status == StatusDifferent && len(t.notes) == 0 {
+	if t.key == nil && r.Status == StatusDifferent && !t.columnsDiffer {
 		r.Notes = append(r.Notes, "no primary key: compared as a whole (count and hash); key ranges cannot be named")
 	}
 	if settled > 0 {

@@ -288,3 +288,26 @@ func TestBadPredicateIsAnError(t *testing.T) {
 		t.Errorf("b: %s, want ok", b.Status)
 	}
 }
+
+func TestKeyCollationDiffersBetweenSides(t *testing.T) {
+	src, dst := pgtest.Pair(t)
+	db, _ := src.NewDB(t, dst)
+	dst.Exec(t, "postgres", "CREATE DATABASE "+pg.Ident(db))
+	rows := `INSERT INTO words SELECT w, i FROM (SELECT CASE i % 4 WHEN 0 THEN upper(md5(i::text)) WHEN 1 THEN md5(i::text)
+		WHEN 2 THEN '_' || md5(i::text) ELSE 'ä' || md5(i::text) END, i FROM generate_series(1, 3000) i) s(w, i); ANALYZE words;`
+	// Same rows; the source sorts the key with ICU rules, the target in byte order.
+	src.Exec(t, db, `CREATE TABLE words (w text COLLATE "und-x-icu" PRIMARY KEY, n int);`+rows)
+	dst.Exec(t, db, `CREATE TABLE words (w text COLLATE "C" PRIMARY KEY, n int);`+rows)
+	rep, _ := verify(t, src, dst, db, nil)
+	w := table(t, rep, "public.words")
+	if w.Status != verifier.StatusOK || w.SourceRows != 3000 || !strings.Contains(strings.Join(w.Notes, ";"), "byte order") {
+		t.Fatalf("words: %+v, want ok compared in byte order", w)
+	}
+
+	dst.Exec(t, db, `UPDATE words SET n = -1 WHERE n = 2999`)
+	rep, _ = verify(t, src, dst, db, nil)
+	w = table(t, rep, "public.words")
+	if w.Status != verifier.StatusDifferent || len(w.Ranges) != 1 || len(w.Ranges[0].Rows) != 1 || w.Ranges[0].Rows[0].Kind != verifier.RowChanged {
+		t.Fatalf("words: %+v, want one changed row", w)
+	}
+}
