@@ -388,39 +388,54 @@ func scrub(msg, raw string) string {
 	return msg
 }
 
-// checkFilter validates each list on its own first, so the error names
-// the list, then all of them together (include/exclude exclusivity).
+// filterFlags maps the selection package's flag names, which its errors
+// use, to the request's field paths.
+var filterFlags = []struct{ flag, field string }{
+	{"--include-databases", "filter.include_databases"},
+	{"--exclude-databases", "filter.exclude_databases"},
+	{"--include-tables", "filter.include_tables"},
+	{"--exclude-tables", "filter.exclude_tables"},
+	{"--schema-only-tables", "filter.schema_only_tables"},
+	{"--table-filter", "filter.table_filters"},
+	{"--time-filter", "filter.time_filters"},
+}
+
+// checkFilter validates the filter with the selection package, the same
+// rules as the CLI flags; the error names the list at fault.
 func checkFilter(f Filter) *ValidationError {
-	lists := []struct {
+	for _, l := range []struct {
 		field string
 		vals  []string
-		flags func(v []string) selection.Flags
 	}{
-		{"include_databases", f.IncludeDatabases, func(v []string) selection.Flags { return selection.Flags{IncludeDatabases: v} }},
-		{"exclude_databases", f.ExcludeDatabases, func(v []string) selection.Flags { return selection.Flags{ExcludeDatabases: v} }},
-		{"include_tables", f.IncludeTables, func(v []string) selection.Flags { return selection.Flags{IncludeTables: v} }},
-		{"exclude_tables", f.ExcludeTables, func(v []string) selection.Flags { return selection.Flags{ExcludeTables: v} }},
-		{"schema_only_tables", f.SchemaOnlyTables, func(v []string) selection.Flags { return selection.Flags{SchemaOnlyTables: v} }},
-		{"table_filters", f.TableFilters, func(v []string) selection.Flags { return selection.Flags{TableFilters: v} }},
-		{"time_filters", f.TimeFilters, func(v []string) selection.Flags { return selection.Flags{TimeFilters: v} }},
-	}
-	for _, l := range lists {
+		{"filter.include_databases", f.IncludeDatabases}, {"filter.exclude_databases", f.ExcludeDatabases},
+		{"filter.include_tables", f.IncludeTables}, {"filter.exclude_tables", f.ExcludeTables},
+		{"filter.schema_only_tables", f.SchemaOnlyTables}, {"filter.table_filters", f.TableFilters},
+		{"filter.time_filters", f.TimeFilters},
+	} {
 		for _, v := range l.vals {
 			if strings.TrimSpace(v) == "" {
-				return invalid("filter."+l.field, "must not contain empty strings")
+				return invalid(l.field, "must not contain empty strings")
 			}
 		}
-		if len(l.vals) == 0 {
-			continue
-		}
-		if _, err := selection.Build(l.flags(l.vals)); err != nil {
-			return invalid("filter."+l.field, "%s", err.Error())
+	}
+	_, err := selection.Build(FilterFlags(f))
+	if err == nil {
+		return nil
+	}
+	msg, field := err.Error(), "filter"
+	first := len(msg) + 1
+	for _, m := range filterFlags {
+		if i := strings.Index(msg, m.flag); i >= 0 && i < first {
+			first, field = i, m.field
 		}
 	}
-	if _, err := selection.Build(FilterFlags(f)); err != nil {
-		return invalid("filter", "%s", err.Error())
+	for _, m := range filterFlags {
+		msg = strings.ReplaceAll(msg, m.flag, m.field)
 	}
-	return nil
+	if strings.HasPrefix(msg, field) {
+		msg = strings.TrimLeft(strings.TrimPrefix(msg, field), " :")
+	}
+	return invalid(field, "%s", msg)
 }
 
 // FilterFlags converts a job filter to selection flags (no rules file: a
