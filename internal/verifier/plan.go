@@ -17,17 +17,12 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/selection"
 )
 
-// sessionSettings make every value's text form the same on both sides,
-// whatever the servers' or roles' defaults.
-var sessionSettings = map[string]string{
-	"TimeZone":                      "UTC",
-	"DateStyle":                     "ISO, YMD",
-	"IntervalStyle":                 "postgres",
-	"extra_float_digits":            "1",
-	"bytea_output":                  "hex",
-	"lc_monetary":                   "C",
-	"default_transaction_read_only": "on",
-}
+// sessionSetup makes every value's text form the same on both sides,
+// whatever the servers', databases' or roles' defaults. It runs as SET
+// statements after connecting rather than as startup parameters, which
+// some connection poolers refuse.
+const sessionSetup = `SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres';
+SET extra_float_digits = 1; SET bytea_output = 'hex'; SET lc_monetary = 'C'; SET default_transaction_read_only = on`
 
 // openPool connects to one database with the verify session settings.
 func openPool(ctx context.Context, u pg.URL, role string, size int) (*pgxpool.Pool, error) {
@@ -40,8 +35,11 @@ func openPool(ctx context.Context, u pg.URL, role string, size int) (*pgxpool.Po
 		cfg.ConnConfig.ConnectTimeout = 15 * time.Second
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "postgres-seren-replicator verify"
-	for k, v := range sessionSettings {
-		cfg.ConnConfig.RuntimeParams[k] = v
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		if _, err := c.Exec(ctx, sessionSetup); err != nil {
+			return fmt.Errorf("set session parameters: %w", err)
+		}
+		return nil
 	}
 	p, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
