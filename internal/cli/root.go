@@ -16,11 +16,15 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/cutovercmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/initcmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/jobscmd"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/keyscmd"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/servecmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/statuscmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/synccmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/validatecmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/verifycmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/versioncmd"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/workercmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 )
 
@@ -118,6 +122,10 @@ Typical flow:
 		statuscmd.New(io),
 		cutovercmd.New(io),
 		initcmd.New(io),
+		servecmd.New(io),
+		workercmd.New(io),
+		keyscmd.New(io),
+		jobscmd.New(io),
 	)
 	return root
 }

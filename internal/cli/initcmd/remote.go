@@ -3,12 +3,160 @@ package initcmd
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/serenorg/postgres-seren-replicator/internal/apiclient"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/jobscmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
+	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
 	"github.com/serenorg/postgres-seren-replicator/internal/replicator"
 )
 
-// runRemote submits init to the job service and follows it.
+// remoteEstimateTimeout bounds the size estimate made from here before a
+// remote submit (the source may be reachable only from the service).
+const remoteEstimateTimeout = 20 * time.Second
+
+// remoteFollowInterval is how often a followed remote job is polled.
+const remoteFollowInterval = time.Second
+
+// runRemote submits init to the job service and follows it until it ends:
+// exit 0 only when the job completed. Ctrl-C stops following (the job
+// keeps running) and says how to follow again.
 func runRemote(ctx context.Context, opts *Options, eng replicator.Options) error {
-	return hint.Wrap(errors.New("remote execution is not available in this build"), "pass --local to run here")
+	io := opts.IO
+	if opts.Selection.ConfigFile != "" {
+		return cmdutil.UsageError(hint.Wrap(errors.New("--config rules files are not sent to the job service"),
+			"pass the rules as flags (--include-tables, --table-filter, …), or run here with --local"))
+	}
+	if opts.NoResume {
+		return cmdutil.UsageError(hint.Wrap(errors.New("--no-resume is not available for remote jobs (a retried job always resumes)"),
+			"to start over, pass --drop-existing, or run here with --local"))
+	}
+	client, err := jobscmd.NewClient(opts.RemoteAPI, opts.APIKey)
+	if err != nil {
+		return err
+	}
+
+	req := jobs.Request{
+		SchemaVersion: jobs.SchemaVersion,
+		Command:       jobs.CommandInit,
+		SourceURL:     eng.Source.Secret(),
+		TargetURL:     eng.Target.Secret(),
+		Filter: jobs.Filter{
+			IncludeDatabases: opts.Selection.IncludeDatabases, ExcludeDatabases: opts.Selection.ExcludeDatabases,
+			IncludeTables: opts.Selection.IncludeTables, ExcludeTables: opts.Selection.ExcludeTables,
+			SchemaOnlyTables: opts.Selection.SchemaOnlyTables,
+			TableFilters:     opts.Selection.TableFilters, TimeFilters: opts.Selection.TimeFilters,
+		},
+		Options: jobs.Options{DropExisting: opts.DropExisting, NoSync: opts.NoSync, JobTimeout: opts.JobTimeout},
+	}
+
+	ectx, cancel := context.WithTimeout(ctx, remoteEstimateTimeout)
+	est, err := replicator.Estimate(ectx, eng)
+	cancel()
+	switch {
+	case err == nil:
+		var total int64
+		for _, d := range est {
+			total += d.SizeBytes
+		}
+		req.Options.EstimatedSizeBytes = total
+		printEstimate(io, est, eng)
+	case ctx.Err() != nil:
+		return ctx.Err()
+	default:
+		fmt.Fprintf(io.ErrOut, "Could not estimate the size from here (%v); submitting without an estimate.\n", err)
+		fmt.Fprintf(io.ErrOut, "From %s to %s, sync afterwards: %v\n", eng.Source, eng.Target, !eng.NoSync)
+	}
+	if !opts.Yes {
+		if !io.CanPrompt() {
+			return cmdutil.UsageError(errors.New("init changes the target and needs confirmation, but there is no terminal to ask on: pass --yes"))
+		}
+		ok, err := io.Confirm(fmt.Sprintf("Submit to %s?", client.BaseURL))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return iostreams.ErrNotConfirmed
+		}
+	}
+
+	sub, err := submit(ctx, io, client, req)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(io.Out, "Job ID: %s\nTrace ID: %s\n", sub.JobID, sub.TraceID)
+	fmt.Fprintf(io.ErrOut, "Submitted to %s. Following the job (Ctrl-C stops following; the job keeps running).\n", client.BaseURL)
+
+	v, err := jobscmd.Follow(ctx, io.ErrOut, client, sub.JobID, jobscmd.FollowOptions{
+		TTY: io.IsStderrTTY(), Logs: true, Interval: remoteFollowInterval,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return jobscmd.Detached(sub.JobID)
+		}
+		return fmt.Errorf("follow job %s: %w", sub.JobID, err)
+	}
+	if v.Status != jobs.StatusCompleted {
+		return jobscmd.OutcomeError(v)
+	}
+	fmt.Fprintf(io.ErrOut, "Job %s completed", v.JobID)
+	if v.StartedAt != nil && v.CompletedAt != nil {
+		fmt.Fprintf(io.ErrOut, " in %s", v.CompletedAt.Sub(*v.StartedAt).Round(time.Second))
+	}
+	fmt.Fprintln(io.ErrOut, ".")
+	return nil
+}
+
+// submit sends the job with one Idempotency-Key, retrying while the
+// service is at its limit (429, after Retry-After) or briefly unreachable,
+// so a burst waits instead of failing and a retried request never creates
+// a second job.
+func submit(ctx context.Context, io *iostreams.IOStreams, c *apiclient.Client, req jobs.Request) (apiSubmit, error) {
+	key := uuid.NewString()
+	unreachable := 0
+	for {
+		resp, err := c.Submit(ctx, req, key)
+		if err == nil {
+			return apiSubmit{JobID: resp.JobID, TraceID: resp.TraceID}, nil
+		}
+		if ctx.Err() != nil {
+			return apiSubmit{}, ctx.Err()
+		}
+		var ae *apiclient.Error
+		wait := time.Duration(0)
+		switch {
+		case errors.As(err, &ae) && ae.StatusCode == 429:
+			wait = max(ae.RetryAfter, time.Second)
+			fmt.Fprintf(io.ErrOut, "The service is busy (%s); submitting again in %s.\n", ae.Message, wait)
+		case errors.As(err, &ae) && ae.StatusCode >= 500 && unreachable < 3:
+			unreachable++
+			wait = time.Duration(unreachable) * 2 * time.Second
+		case ae == nil && unreachable < 3 && hint.Of(err) != "" && !isUsage(err):
+			// Connection refused / reset: a restarting service.
+			unreachable++
+			wait = time.Duration(unreachable) * 2 * time.Second
+		default:
+			return apiSubmit{}, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return apiSubmit{}, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+type apiSubmit struct{ JobID, TraceID string }
+
+func isUsage(err error) bool {
+	var ec interface{ ExitCode() int }
+	return errors.As(err, &ec) && ec.ExitCode() == 2
 }

@@ -1,0 +1,160 @@
+// Package keyscmd implements `keys create|list|revoke`: the API keys of
+// the embedded job service, stored hashed in its SQLite file. Several keys
+// can be active at once, so a key is rotated by creating the new one,
+// switching clients over, then revoking the old one.
+package keyscmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/serenorg/postgres-seren-replicator/internal/apikeys"
+	"github.com/serenorg/postgres-seren-replicator/internal/backends"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
+	"github.com/serenorg/postgres-seren-replicator/internal/hint"
+)
+
+// Options are the parsed flags of `keys`.
+type Options struct {
+	IO      *iostreams.IOStreams
+	DataDir string
+	Name    string
+	JSON    bool
+	Now     func() time.Time
+}
+
+// New returns the keys command with its subcommands.
+func New(io *iostreams.IOStreams) *cobra.Command {
+	opts := &Options{IO: io}
+	cmd := &cobra.Command{
+		Use:   "keys",
+		Short: "Create, list and revoke API keys of the embedded job service",
+		Long: `keys manages the API keys of the job service that serve runs on this machine.
+A key's secret is printed once, by create, and stored only as a hash. Several
+keys may be active at once: to rotate, create a new key, move clients to it,
+then revoke the old one. Revocation takes effect at once, even while serve runs.`,
+		Args: cobra.NoArgs,
+	}
+	cmd.PersistentFlags().StringVar(&opts.DataDir, "data-dir", "", "the service's data directory (default $"+backends.EnvDataDir+" or "+backends.DefaultDataDir()+")")
+
+	create := &cobra.Command{
+		Use:   "create --name NAME",
+		Short: "Create a key and print its secret (shown only this once) as the last line",
+		Example: `  postgres-seren-replicator keys create --data-dir /var/lib/seren --name ci
+  export SEREN_API_KEY=$(postgres-seren-replicator keys create --name me | tail -n1)`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runCreate(cmd.Context(), opts) },
+	}
+	create.Flags().StringVar(&opts.Name, "name", "", "a name for the key (letters, digits, . _ -), unique among active keys")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List keys (never their secrets)",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, args []string) error { return runList(cmd.Context(), opts) },
+	}
+	list.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
+
+	revoke := &cobra.Command{
+		Use:   "revoke NAME",
+		Short: "Revoke the active key named NAME",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Name = args[0]
+			return runRevoke(cmd.Context(), opts)
+		},
+	}
+	cmd.AddCommand(create, list, revoke)
+	return cmd
+}
+
+func open(ctx context.Context, opts *Options) (*backends.Set, error) {
+	return backends.Open(ctx, backends.FromEnv(backends.Config{Backend: backends.Embedded, DataDir: opts.DataDir, Now: opts.Now}), backends.ForKeys)
+}
+
+func runCreate(ctx context.Context, opts *Options) error {
+	if opts.Name == "" {
+		return cmdutil.UsageError(errors.New("--name is required"))
+	}
+	set, err := open(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer set.Close()
+	secret, err := set.KeyManager.Create(ctx, opts.Name)
+	if err != nil {
+		if errors.Is(err, apikeys.ErrNameTaken) {
+			return hint.Wrap(fmt.Errorf("create key %s: %w", opts.Name, err),
+				fmt.Sprintf("choose another name, or revoke the old key first: keys revoke %s", opts.Name))
+		}
+		return fmt.Errorf("create key %s: %w", opts.Name, err)
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "Created API key %q in %s. Its secret is shown only now; clients send it as x-api-key (SEREN_API_KEY):\n",
+		opts.Name, set.DataDir)
+	fmt.Fprintln(opts.IO.Out, secret)
+	return nil
+}
+
+func runList(ctx context.Context, opts *Options) error {
+	set, err := open(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer set.Close()
+	keys, err := set.KeyManager.List(ctx)
+	if err != nil {
+		return fmt.Errorf("list keys: %w", err)
+	}
+	if opts.JSON {
+		if keys == nil {
+			keys = []apikeys.KeyInfo{}
+		}
+		enc := json.NewEncoder(opts.IO.Out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(keys)
+	}
+	if len(keys) == 0 {
+		fmt.Fprintln(opts.IO.ErrOut, "No API keys yet. Create one with: postgres-seren-replicator keys create --name NAME")
+		return nil
+	}
+	w := tabwriter.NewWriter(opts.IO.Out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tID\tSTATUS\tCREATED\tLAST USED")
+	for _, k := range keys {
+		status := "active"
+		if k.RevokedAt != nil {
+			status = "revoked " + stamp(k.RevokedAt)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", k.Name, k.ID, status, stamp(&k.CreatedAt), stamp(k.LastUsedAt))
+	}
+	return w.Flush()
+}
+
+func runRevoke(ctx context.Context, opts *Options) error {
+	set, err := open(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer set.Close()
+	if err := set.KeyManager.Revoke(ctx, opts.Name); err != nil {
+		if errors.Is(err, apikeys.ErrNotFound) {
+			return hint.Wrap(fmt.Errorf("revoke key %s: %w", opts.Name, err), "see the active keys with: keys list")
+		}
+		return fmt.Errorf("revoke key %s: %w", opts.Name, err)
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "Revoked API key %q; requests with it are refused from now on.\n", opts.Name)
+	return nil
+}
+
+func stamp(t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}

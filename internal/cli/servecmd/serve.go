@@ -1,0 +1,214 @@
+// Package servecmd implements `serve`: the job service on one machine. It
+// opens the embedded backends under --data-dir (one SQLite file, a master
+// key file created with 0600 permissions on first start), serves the HTTP
+// API, and runs the provisioner, checker and sweeper that start one local
+// `worker` process per job, up to --max-concurrent-jobs at once.
+package servecmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/serenorg/postgres-seren-replicator/internal/api"
+	"github.com/serenorg/postgres-seren-replicator/internal/backends"
+	"github.com/serenorg/postgres-seren-replicator/internal/buildinfo"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
+	"github.com/serenorg/postgres-seren-replicator/internal/hint"
+	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
+	"github.com/serenorg/postgres-seren-replicator/internal/service"
+)
+
+// Options are the parsed flags of `serve`.
+type Options struct {
+	IO                *iostreams.IOStreams
+	DataDir           string
+	Listen            string
+	MaxConcurrentJobs int
+	MaxQueuedJobs     int
+	JobTimeoutDefault time.Duration
+	WorkerBinary      string
+	RateLimit         float64
+	LogLevel          string
+
+	// Tuning, mostly for tests (hidden flags).
+	HeartbeatTimeout time.Duration
+	CheckInterval    time.Duration
+	Visibility       time.Duration
+	WorkerGrace      time.Duration
+	WorkerHeartbeat  time.Duration
+	ShutdownTimeout  time.Duration
+
+	// Ready, when set, is called with the API's base URL once it listens.
+	Ready func(url string)
+}
+
+// New returns the serve command.
+func New(io *iostreams.IOStreams) *cobra.Command {
+	opts := &Options{IO: io}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the job service: HTTP API, job queue and local workers",
+		Long: `serve runs the job service on this machine with the embedded backends: one
+SQLite file and a master key file (created with 0600 permissions on first
+start) under --data-dir. It serves the HTTP API (docs/api.md), queues submitted
+jobs and starts one worker process per job, at most --max-concurrent-jobs at
+once. A submission beyond the limit waits in the queue if --max-queued-jobs
+allows, otherwise it is answered 429 with Retry-After.
+
+Create an API key first (the job routes need one):
+  postgres-seren-replicator keys create --data-dir DIR --name me
+
+Workers run in their own process group. On SIGINT/SIGTERM serve stops them and
+re-queues their jobs; they resume from their checkpoints when serve runs again.
+If serve itself dies (kill -9), its workers keep running and the next serve
+adopts them. The listen URL is printed on stdout; logs go to stderr.`,
+		Example: `  postgres-seren-replicator serve --data-dir /var/lib/seren --listen 127.0.0.1:8080
+  SEREN_REMOTE_API=http://127.0.0.1:8080 SEREN_API_KEY=sk_live_… postgres-seren-replicator init --source "$SRC" --target "$DST"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return run(cmd.Context(), opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.DataDir, "data-dir", "", "directory for the database, master key and worker output (default $"+backends.EnvDataDir+" or "+backends.DefaultDataDir()+")")
+	f.StringVar(&opts.Listen, "listen", "127.0.0.1:8080", "address the HTTP API listens on (port 0: any free port)")
+	f.IntVar(&opts.MaxConcurrentJobs, "max-concurrent-jobs", service.DefaultMaxConcurrentJobs, "workers running at once")
+	f.IntVar(&opts.MaxQueuedJobs, "max-queued-jobs", 0, "jobs accepted beyond --max-concurrent-jobs that wait in the queue (0: submit answers 429 instead)")
+	f.DurationVar(&opts.JobTimeoutDefault, "job-timeout-default", jobs.DefaultJobTimeout, "timeout of jobs submitted without options.job_timeout")
+	f.StringVar(&opts.WorkerBinary, "worker-binary", "", "executable started as `worker` (default: this program)")
+	f.Float64Var(&opts.RateLimit, "rate-limit", api.DefaultRateLimit, "API requests per second over all clients (negative: no limit)")
+	f.StringVar(&opts.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.DurationVar(&opts.HeartbeatTimeout, "heartbeat-timeout", service.DefaultHeartbeatTimeout, "a running job whose worker has not heartbeated this long is re-queued")
+	f.DurationVar(&opts.CheckInterval, "check-interval", service.DefaultCheckInterval, "how often jobs are checked for lost workers and timeouts")
+	f.DurationVar(&opts.Visibility, "queue-visibility", service.DefaultVisibility, "lease of a received queue message")
+	f.DurationVar(&opts.WorkerGrace, "worker-grace", 10*time.Second, "SIGTERM → SIGKILL wait when stopping a worker")
+	f.DurationVar(&opts.WorkerHeartbeat, "worker-heartbeat", 5*time.Second, "workers' heartbeat interval")
+	f.DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful stop may take")
+	for _, h := range []string{"heartbeat-timeout", "check-interval", "queue-visibility", "worker-grace", "worker-heartbeat", "shutdown-timeout"} {
+		_ = f.MarkHidden(h)
+	}
+	return cmd
+}
+
+func run(ctx context.Context, opts *Options) error {
+	if opts.MaxConcurrentJobs < 1 {
+		return cmdutil.UsageError(fmt.Errorf("--max-concurrent-jobs %d: must be at least 1", opts.MaxConcurrentJobs))
+	}
+	if opts.MaxQueuedJobs < 0 {
+		return cmdutil.UsageError(fmt.Errorf("--max-queued-jobs %d: must not be negative", opts.MaxQueuedJobs))
+	}
+	if opts.JobTimeoutDefault < time.Minute {
+		return cmdutil.UsageError(fmt.Errorf("--job-timeout-default %s: must be at least 1m", opts.JobTimeoutDefault))
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(opts.LogLevel)); err != nil {
+		return cmdutil.UsageError(fmt.Errorf("--log-level %q: use debug, info, warn or error", opts.LogLevel))
+	}
+	log := slog.New(slog.NewTextHandler(opts.IO.ErrOut, &slog.HandlerOptions{Level: level}))
+
+	cfg := backends.FromEnv(backends.Config{
+		Backend:      backends.Embedded,
+		DataDir:      opts.DataDir,
+		WorkerBinary: opts.WorkerBinary,
+		WorkerArgs: []string{"--default-timeout", opts.JobTimeoutDefault.String(),
+			"--heartbeat-every", opts.WorkerHeartbeat.String()},
+		WorkerGrace: opts.WorkerGrace,
+		Logger:      log.With("component", "launcher"),
+	})
+	if opts.WorkerBinary != "" {
+		if _, err := os.Stat(opts.WorkerBinary); err != nil {
+			return cmdutil.UsageError(fmt.Errorf("--worker-binary: %w", err))
+		}
+	}
+	set, err := backends.Open(ctx, cfg, backends.ForServe)
+	if err != nil {
+		return err
+	}
+	defer set.Close()
+
+	svc, err := service.New(service.Config{
+		Store: set.Store, Queue: set.Queue, Launcher: set.Launcher, Metrics: set.Metrics, Logs: set.Logs,
+		Logger:            log.With("component", "service"),
+		MaxConcurrentJobs: opts.MaxConcurrentJobs,
+		DefaultJobTimeout: opts.JobTimeoutDefault,
+		HeartbeatTimeout:  opts.HeartbeatTimeout,
+		CheckInterval:     opts.CheckInterval,
+		Visibility:        opts.Visibility,
+		AfterSweep: func(ctx context.Context, before time.Time) error {
+			_, err := set.WorkerLogs.PurgeLogs(before)
+			return err
+		},
+	})
+	if err != nil {
+		return err
+	}
+	handler := api.New(api.Config{
+		Store: set.Store, Queue: set.Queue, Keeper: set.Keeper, Keys: set.Keys, Logs: set.Logs,
+		Metrics:           set.Metrics,
+		Canceller:         svc,
+		MaxConcurrentJobs: opts.MaxConcurrentJobs + opts.MaxQueuedJobs,
+		RateLimit:         opts.RateLimit,
+		Version:           buildinfo.Get().Version,
+		Logger:            log.With("component", "api"),
+	})
+
+	ln, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		return hint.Wrap(fmt.Errorf("listen on %s: %w", opts.Listen, err),
+			"choose another --listen address (port 0 picks a free one)")
+	}
+	url := "http://" + ln.Addr().String()
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	svcCtx, stopSvc := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSvc()
+	svcDone := make(chan error, 1)
+	go func() { svcDone <- svc.Run(svcCtx) }()
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- srv.Serve(ln) }()
+
+	log.Info("serving", "url", url, "data_dir", set.DataDir, "max_concurrent_jobs", opts.MaxConcurrentJobs,
+		"max_queued_jobs", opts.MaxQueuedJobs, "version", buildinfo.Get().Version)
+	fmt.Fprintln(opts.IO.Out, url)
+	if opts.Ready != nil {
+		opts.Ready(url)
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case serveErr = <-srvDone:
+		log.Error("HTTP server stopped", "err", serveErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), opts.ShutdownTimeout)
+	defer cancel()
+	hctx, hcancel := context.WithTimeout(sctx, 5*time.Second)
+	if err := srv.Shutdown(hctx); err != nil {
+		srv.Close() // followed log streams do not end by themselves
+	}
+	hcancel()
+	stopSvc()
+	<-svcDone
+	if err := svc.Shutdown(sctx); err != nil {
+		log.Error("stop workers", "err", err)
+	}
+	log.Info("stopped")
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return fmt.Errorf("HTTP server: %w", serveErr)
+	}
+	return nil
+}

@@ -1,0 +1,112 @@
+// Package workercmd implements `worker`: run one job of the job service by
+// id. `serve` starts it as a subprocess (embedded backend); on AWS the
+// worker instance runs the same command with SEREN_BACKEND=aws. Users do
+// not normally run it by hand.
+package workercmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/serenorg/postgres-seren-replicator/internal/backends"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
+	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
+	"github.com/serenorg/postgres-seren-replicator/internal/worker"
+)
+
+// Exit codes of `worker`, one per outcome.
+const (
+	ExitCompleted = 0
+	ExitFailed    = 1   // the job failed, or the worker could not run it
+	ExitTimeout   = 124 // the job ran past its timeout
+	ExitStopped   = 130 // cancelled, or the worker was stopped (the service re-queues the job)
+)
+
+// Options are the parsed flags of `worker`.
+type Options struct {
+	IO             *iostreams.IOStreams
+	JobID          string
+	DataDir        string
+	DefaultTimeout time.Duration
+	PgBinDir       string
+	Parallel       int
+
+	// Tuning for tests (hidden flags).
+	HeartbeatEvery time.Duration
+}
+
+// New returns the worker command.
+func New(io *iostreams.IOStreams) *cobra.Command {
+	opts := &Options{IO: io}
+	cmd := &cobra.Command{
+		Use:   "worker --job-id ID",
+		Short: "Run one job of the job service (started by serve, or on an AWS worker instance)",
+		Long: `worker runs one job of the job service: it loads the job, marks it running,
+decrypts its credentials, runs the command with the job's filter and options,
+writes progress and log lines into the service's store, and records the outcome.
+
+serve starts one worker per job; on AWS each worker instance runs it with
+SEREN_BACKEND=aws. A job retried after its worker was lost resumes from the
+checkpoint the earlier worker left on the target.
+
+Exit status: 0 completed, 1 failed, 124 timeout, 130 cancelled or stopped.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return run(cmd.Context(), opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.JobID, "job-id", "", "id of the job to run (required)")
+	f.StringVar(&opts.DataDir, "data-dir", "", "the embedded service's data directory (default $"+backends.EnvDataDir+" or "+backends.DefaultDataDir()+")")
+	f.DurationVar(&opts.DefaultTimeout, "default-timeout", jobs.DefaultJobTimeout, "timeout of jobs that set no job_timeout")
+	f.StringVar(&opts.PgBinDir, "pg-bin-dir", "", "directory holding pg_dump/pg_restore (default: newest found)")
+	f.IntVar(&opts.Parallel, "jobs", cmdutil.DefaultJobs(), "parallel COPY streams and index builds")
+	f.DurationVar(&opts.HeartbeatEvery, "heartbeat-every", worker.DefaultHeartbeatEvery, "heartbeat interval")
+	_ = f.MarkHidden("heartbeat-every")
+	return cmd
+}
+
+func run(ctx context.Context, opts *Options) error {
+	if opts.JobID == "" {
+		return cmdutil.UsageError(errors.New("--job-id is required"))
+	}
+	log := slog.New(slog.NewTextHandler(opts.IO.ErrOut, nil)).With("component", "worker")
+	set, err := backends.Open(ctx, backends.FromEnv(backends.Config{DataDir: opts.DataDir, Logger: log}), backends.ForWorker)
+	if err != nil {
+		return err
+	}
+	defer set.Close()
+	res, err := worker.Run(ctx, worker.Config{
+		Store:             set.Store,
+		Keeper:            set.Keeper,
+		Logs:              set.Logs,
+		Metrics:           set.Metrics,
+		DefaultJobTimeout: opts.DefaultTimeout,
+		Parallel:          opts.Parallel,
+		PgBinDir:          opts.PgBinDir,
+		HeartbeatEvery:    opts.HeartbeatEvery,
+		Logger:            log,
+		Echo:              opts.IO.ErrOut,
+	}, opts.JobID)
+	if err != nil {
+		if errors.Is(err, worker.ErrStopped) || errors.Is(err, worker.ErrNotMine) {
+			return &cmdutil.ExitError{Code: ExitStopped, Err: err}
+		}
+		return err
+	}
+	switch res.Status {
+	case jobs.StatusCompleted:
+		return nil
+	case jobs.StatusTimeout:
+		return &cmdutil.ExitError{Code: ExitTimeout, Err: fmt.Errorf("job %s: %s", opts.JobID, res.Error)}
+	case jobs.StatusCancelled:
+		return &cmdutil.ExitError{Code: ExitStopped, Err: fmt.Errorf("job %s was cancelled", opts.JobID)}
+	}
+	return &cmdutil.ExitError{Code: ExitFailed, Err: fmt.Errorf("job %s %s: %s", opts.JobID, res.Status, res.Error)}
+}
