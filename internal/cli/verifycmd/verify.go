@@ -221,7 +221,7 @@ func writeTable(w io.Writer, rep *verifier.Report) error {
 			fmt.Fprintf(&b, "  error: %s\n", t.Error)
 		}
 		for _, r := range t.Ranges {
-			fmt.Fprintf(&b, "  %s: %s rows on the source, %s on the target\n", verifier.FormatRange(t.KeyColumns, r), rows(r.SourceRows), rows(r.TargetRows))
+			fmt.Fprintf(&b, "  %s: %s on the source, %s on the target\n", verifier.FormatRange(t.KeyColumns, r), plural(r.SourceRows, "row"), rows(r.TargetRows))
 			for _, row := range r.Rows {
 				fmt.Fprintf(&b, "    %s %s\n", verifier.FormatKey(t.KeyColumns, row.Key), rowKind(row.Kind))
 			}
@@ -277,6 +277,14 @@ func rowKind(k string) string {
 		return "differs"
 	}
 	return k
+}
+
+// plural is "1 row", "2 rows", "1,000 rows".
+func plural(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return rows(n) + " " + noun + "s"
 }
 
 // rows formats a count with thousands separators.

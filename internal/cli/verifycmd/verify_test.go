@@ -169,3 +169,21 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestCountFormats(t *testing.T) {
+	cases := []struct {
+		n           int64
+		rows, count string
+	}{
+		{0, "0", "0 rows"}, {1, "1", "1 row"}, {999, "999", "999 rows"}, {1000, "1,000", "1,000 rows"},
+		{10000000, "10,000,000", "10,000,000 rows"}, {-1234, "-1,234", "-1,234 rows"},
+	}
+	for _, c := range cases {
+		if got := rows(c.n); got != c.rows {
+			t.Errorf("rows(%d) = %q, want %q", c.n, got, c.rows)
+		}
+		if got := plural(c.n, "row"); got != c.count {
+			t.Errorf("plural(%d) = %q, want %q", c.n, got, c.count)
+		}
+	}
+}
