@@ -23,6 +23,9 @@ import (
 // ExitDifferent is the exit code when a table differs or is missing.
 const ExitDifferent = 3
 
+// rowsShown is how many differing rows of one range the table output lists.
+const rowsShown = 5
+
 // Options are the parsed flags of `verify`.
 type Options struct {
 	IO        *iostreams.IOStreams
@@ -123,9 +126,17 @@ func run(ctx context.Context, opts *Options) error {
 	}
 	if !rep.Identical() {
 		s := summarize(rep)
-		return &cmdutil.ExitError{Code: ExitDifferent, Err: hint.Wrap(
-			fmt.Errorf("%d of %d tables differ", s.Different+s.Missing, s.Tables),
-			"the differing key ranges are listed above; if sync is running and writes continue on those rows, run verify again after they stop")}
+		fix := "the differing tables and key ranges are listed above; copy them again (init --include-tables …) or repair the rows named"
+		for _, d := range rep.Databases {
+			if len(d.Subscriptions) > 0 {
+				fix = "the differing key ranges are listed above; while writes continue on those rows they can differ for a moment: run verify again after they stop (or at cutover)"
+			}
+		}
+		err := fmt.Errorf("%d of %d tables differ", s.Different+s.Missing, s.Tables)
+		if len(s.MissingDatabases) > 0 {
+			err = fmt.Errorf("%d of %d tables differ; %d database(s) missing on the target", s.Different+s.Missing, s.Tables, len(s.MissingDatabases))
+		}
+		return &cmdutil.ExitError{Code: ExitDifferent, Err: hint.Wrap(err, fix)}
 	}
 	return nil
 }
@@ -222,7 +233,11 @@ func writeTable(w io.Writer, rep *verifier.Report) error {
 		}
 		for _, r := range t.Ranges {
 			fmt.Fprintf(&b, "  %s: %s on the source, %s on the target\n", verifier.FormatRange(t.KeyColumns, r), plural(r.SourceRows, "row"), rows(r.TargetRows))
-			for _, row := range r.Rows {
+			for i, row := range r.Rows {
+				if i == rowsShown && len(r.Rows) > rowsShown+1 {
+					fmt.Fprintf(&b, "    … and %d more (--output json lists them)\n", len(r.Rows)-rowsShown)
+					break
+				}
 				fmt.Fprintf(&b, "    %s %s\n", verifier.FormatKey(t.KeyColumns, row.Key), rowKind(row.Kind))
 			}
 		}
