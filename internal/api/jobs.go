@@ -39,31 +39,28 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, owner string) {
 	}
 
 	ctx := r.Context()
-	id, traceID := uuid.NewString(), uuid.NewString()
-	sealed, err := h.cfg.Keeper.SealCredentials(ctx, id, req.Credentials())
-	if err != nil {
-		h.log.Error("seal job credentials", "job_id", id, "err", err)
-		writeError(w, http.StatusServiceUnavailable, "could not protect the credentials; retry later", "")
-		return
-	}
 	job := &jobs.Job{
-		ID:             id,
-		TraceID:        traceID,
+		ID:             uuid.NewString(),
+		TraceID:        uuid.NewString(),
 		Owner:          owner,
 		IdempotencyKey: idemKey,
 		Spec:           req.Spec(),
-		Credentials:    sealed,
 	}
+	creds := req.Credentials()
 
-	created, existing, err := h.admitAndCreate(ctx, job)
+	created, existing, err := h.admitAndCreate(ctx, job, creds)
 	switch {
+	case errors.Is(err, errSeal):
+		h.log.Error("seal job credentials", "job_id", job.ID, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "could not protect the credentials; retry later", "")
+		return
 	case errors.Is(err, errAtLimit):
 		w.Header().Set("Retry-After", retryAfter(h.cfg.RetryAfter))
 		writeError(w, http.StatusTooManyRequests,
 			fmt.Sprintf("too many active jobs (limit %d); retry later", h.cfg.MaxConcurrentJobs), "")
 		return
 	case err != nil:
-		h.log.Error("create job", "job_id", id, "err", err)
+		h.log.Error("create job", "job_id", job.ID, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "could not store the job; retry later", "")
 		return
 	case existing != nil:
@@ -78,14 +75,9 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, owner string) {
 	}
 	setJobID(r, created.ID)
 
-	if err := h.cfg.Queue.Send(ctx, created.ID); err != nil {
-		// Never leave a job that no worker will pick up: fail it with the
-		// reason and tell the client.
-		h.log.Error("enqueue job", "job_id", created.ID, "err", err)
-		reason := "could not be queued for provisioning"
-		if _, ferr := h.cfg.Store.Apply(context.WithoutCancel(ctx), created.ID, jobs.Failed(reason)); ferr != nil {
-			h.log.Error("fail unqueued job", "job_id", created.ID, "err", ferr)
-		}
+	if created.Status == jobs.StatusFailed {
+		// Created, but it could not be queued: it was failed with the
+		// reason rather than left provisioning forever.
 		writeError(w, http.StatusServiceUnavailable, "the job could not be queued; retry later", "")
 		return
 	}
@@ -98,21 +90,31 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, owner string) {
 	writeJSON(w, http.StatusCreated, SubmitResponse{JobID: created.ID, TraceID: created.TraceID, Status: created.Status})
 }
 
-var errAtLimit = errors.New("concurrent job limit reached")
+var (
+	errAtLimit = errors.New("concurrent job limit reached")
+	errSeal    = errors.New("seal credentials")
+)
 
-// admitAndCreate checks the concurrent-job limit and inserts the job under
-// one lock. It returns the new job, or the job an earlier submit with the
-// same idempotency key created, or errAtLimit.
-func (h *handler) admitAndCreate(ctx context.Context, job *jobs.Job) (created, existing *jobs.Job, err error) {
+// admitAndCreate checks the concurrent-job limit, seals the credentials
+// (bound to the job id, before anything is stored) and inserts the job,
+// under one lock so a burst cannot overshoot the limit within this
+// process. It returns the new job, or the job an earlier submit with the
+// same idempotency key created, or errAtLimit. A rejected submit costs no
+// sealing (a KMS call on AWS).
+func (h *handler) admitAndCreate(ctx context.Context, job *jobs.Job, creds jobs.Credentials) (created, existing *jobs.Job, err error) {
 	h.admit.Lock()
 	defer h.admit.Unlock()
-	active, err := h.cfg.Store.Active(ctx)
+	n, err := h.cfg.Store.CountActive(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(active) >= h.cfg.MaxConcurrentJobs {
+	if n >= h.cfg.MaxConcurrentJobs {
 		// A retried submit whose job is still active gets that job, not 429.
 		if job.IdempotencyKey != "" {
+			active, err := h.cfg.Store.Active(ctx)
+			if err != nil {
+				return nil, nil, err
+			}
 			for _, a := range active {
 				if a.Owner == job.Owner && a.IdempotencyKey == job.IdempotencyKey {
 					return nil, a, nil
@@ -121,12 +123,30 @@ func (h *handler) admitAndCreate(ctx context.Context, job *jobs.Job) (created, e
 		}
 		return nil, nil, errAtLimit
 	}
+	sealed, err := h.cfg.Keeper.SealCredentials(ctx, job.ID, creds)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", errSeal, err)
+	}
+	job.Credentials = sealed
 	got, err := h.cfg.Store.Create(ctx, job)
 	if errors.Is(err, jobs.ErrDuplicate) && got != nil && got.Owner == job.Owner && job.IdempotencyKey != "" {
 		return nil, got, nil
 	}
 	if err != nil {
 		return nil, nil, err
+	}
+	// The job exists now: queue it even if the client has gone away. Still
+	// under the lock, so submissions do not contend for SQLite's write lock.
+	ctx = context.WithoutCancel(ctx)
+	if err := h.cfg.Queue.Send(ctx, got.ID); err != nil {
+		// Never leave a job that no worker will pick up: fail it with the
+		// reason.
+		h.log.Error("enqueue job", "job_id", got.ID, "err", err)
+		failed, ferr := h.cfg.Store.Apply(ctx, got.ID, jobs.Failed("could not be queued for provisioning"))
+		if ferr != nil {
+			return nil, nil, fmt.Errorf("enqueue job: %w; and marking it failed: %w", err, ferr)
+		}
+		return failed, nil, nil
 	}
 	return got, nil, nil
 }
