@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -162,6 +165,22 @@ func TestSubmitStoresSealedJobAndQueuesOnlyItsID(t *testing.T) {
 	}
 	if _, err := e.Keeper.OpenCredentials(ctx, "another-job", j.Credentials); err == nil {
 		t.Fatal("sealed credentials open for another job id")
+	}
+
+	// Nothing under the data dir (database, WAL, key file) holds the
+	// password in clear.
+	files, _ := filepath.Glob(filepath.Join(e.Dir, "*"))
+	if len(files) < 2 {
+		t.Fatalf("data dir holds %v, want the database and the key file", files)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(data, []byte(sentinel)) {
+			t.Errorf("%s holds the password in clear", filepath.Base(f))
+		}
 	}
 
 	ds, err := e.Queue.Receive(ctx, 10, time.Minute, 0)
