@@ -250,3 +250,65 @@ func TestClientFollowLogsAcrossReconnects(t *testing.T) {
 		t.Fatalf("callback error: %v", err)
 	}
 }
+
+// Watch reports each change of the job once and returns when it ends.
+func TestClientWatch(t *testing.T) {
+	e, c := setup(t, nil)
+	ctx := context.Background()
+	sub, err := c.Submit(ctx, request(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan api.JobView, 100)
+	done := make(chan error, 1)
+	var final api.JobView
+	go func() {
+		var err error
+		final, err = c.Watch(ctx, sub.JobID, 5*time.Millisecond, func(v api.JobView) error {
+			seen <- v
+			return nil
+		})
+		done <- err
+	}()
+	next := func() api.JobView {
+		t.Helper()
+		select {
+		case v := <-seen:
+			return v
+		case <-time.After(10 * time.Second):
+			t.Fatal("no update")
+		}
+		return api.JobView{}
+	}
+	if v := next(); v.Status != jobs.StatusProvisioning {
+		t.Fatalf("first update %s", v.Status)
+	}
+	e.Clock.Advance(time.Second)
+	e.Store.Apply(ctx, sub.JobID, jobs.Started("w"))
+	if v := next(); v.Status != jobs.StatusRunning {
+		t.Fatalf("second update %s", v.Status)
+	}
+	e.Clock.Advance(time.Second)
+	e.Store.Apply(ctx, sub.JobID, jobs.Heartbeat(&jobs.Progress{DatabasesTotal: 2, DatabasesCompleted: 1}))
+	if v := next(); v.Progress.DatabasesCompleted != 1 {
+		t.Fatalf("third update %+v", v.Progress)
+	}
+	e.Clock.Advance(time.Second)
+	e.Store.Apply(ctx, sub.JobID, jobs.Completed(nil))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if final.Status != jobs.StatusCompleted {
+		t.Fatalf("final %s", final.Status)
+	}
+	for len(seen) > 0 {
+		if v := <-seen; v.Status != jobs.StatusCompleted {
+			t.Fatalf("extra update %s", v.Status)
+		}
+	}
+
+	_, err = c.Watch(ctx, "00000000-0000-0000-0000-000000000000", time.Millisecond, func(api.JobView) error { return nil })
+	if !errors.Is(err, jobs.ErrNotFound) {
+		t.Fatalf("watch of an unknown job: %v", err)
+	}
+}
