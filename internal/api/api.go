@@ -155,14 +155,23 @@ func New(cfg Config) http.Handler {
 		h.metrics = mh.Handler()
 	}
 
+	handlers := map[string]http.Handler{
+		"POST /jobs":             h.authed(h.submit),
+		"GET /jobs":              h.authed(h.list),
+		"GET /jobs/{id}":         h.authed(h.get),
+		"GET /jobs/{id}/logs":    h.authed(h.logs),
+		"POST /jobs/{id}/cancel": h.authed(h.cancel),
+		"GET /health":            http.HandlerFunc(h.health),
+		"GET /metrics":           http.HandlerFunc(h.serveMetrics),
+	}
 	mux := http.NewServeMux()
-	mux.Handle("POST /jobs", h.authed(h.submit))
-	mux.Handle("GET /jobs", h.authed(h.list))
-	mux.Handle("GET /jobs/{id}", h.authed(h.get))
-	mux.Handle("GET /jobs/{id}/logs", h.authed(h.logs))
-	mux.Handle("POST /jobs/{id}/cancel", h.authed(h.cancel))
-	mux.HandleFunc("GET /health", h.health)
-	mux.HandleFunc("GET /metrics", h.serveMetrics)
+	for _, pattern := range Routes() {
+		mux.Handle(pattern, handlers[pattern])
+		delete(handlers, pattern)
+	}
+	if len(handlers) != 0 {
+		panic(fmt.Sprintf("api.New: handlers missing from Routes(): %v", handlers))
+	}
 	h.mux = mux
 	return h
 }
