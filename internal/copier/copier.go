@@ -11,6 +11,7 @@
 package copier
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -44,7 +45,7 @@ type Config struct {
 	// Snapshot is the exported snapshot every source transaction imports.
 	Snapshot string
 	// Jobs is the number of parallel streams.
-	Jobs int
+	Jobs  int
 	Tasks []Task
 	// RangeBytes splits tables larger than this into block ranges
 	// (0 = 256 MiB). Needs PostgreSQL 14+ on the source (TID range scans).
@@ -53,9 +54,13 @@ type Config struct {
 	SourceVersion int
 	// Done lists checkpoint items already finished (from DoneItems).
 	Done map[string]int64
-	// AfterTable runs once a table's data is in (e.g. build its indexes,
-	// ANALYZE), in a pool slot, while other tables still copy.
-	AfterTable func(ctx context.Context, target *pgx.Conn, t catalog.Table) error
+	// Steps lists the work to do on a table once its rows are in (e.g. one
+	// step per index); steps run in parallel pool slots while other tables
+	// still copy.
+	Steps func(t catalog.Table) []Step
+	// Finish runs after a table's steps (e.g. ANALYZE); then the table is
+	// recorded as done.
+	Finish func(ctx context.Context, target *pgx.Conn, t catalog.Table) error
 	// OnProgress receives progress events; it must not block.
 	OnProgress func(Event)
 }
@@ -63,7 +68,7 @@ type Config struct {
 // Event reports progress.
 type Event struct {
 	Table       catalog.Table
-	Done        bool  // table finished (data and AfterTable)
+	Done        bool  // table finished (data, steps and Finish)
 	Skipped     bool  // finished in an earlier run
 	Bytes       int64 // bytes streamed since the previous event for this table
 	TablesDone  int
@@ -85,10 +90,14 @@ func TableItem(t catalog.Table) string { return "table:" + t.QualifiedName() }
 // dataItem is the checkpoint key of a table whose data is in.
 func dataItem(t catalog.Table) string { return "data:" + t.QualifiedName() }
 
+// Step is one piece of post-copy work on a table's target connection.
+type Step func(ctx context.Context, target *pgx.Conn) error
+
 type work struct {
 	task    *tableState
 	rng     int // -1 whole table
-	after   bool
+	step    Step
+	finish  bool
 	prepare bool // truncate before ranges
 }
 
@@ -96,7 +105,26 @@ type tableState struct {
 	Task
 	ranges    int // 0 = not split
 	remaining int // ranges not yet done
+	stepsLeft int
 	blocks    int64
+}
+
+// afterData returns the work that follows a table's data: its steps, or
+// straight to finish when it has none.
+func afterData(cfg Config, st *tableState) []work {
+	var steps []Step
+	if cfg.Steps != nil {
+		steps = cfg.Steps(st.Table)
+	}
+	if len(steps) == 0 {
+		return []work{{task: st, finish: true}}
+	}
+	st.stepsLeft = len(steps)
+	out := make([]work, len(steps))
+	for i, s := range steps {
+		out[i] = work{task: st, step: s}
+	}
+	return out
 }
 
 // Run copies every task. It returns when all are done or one fails (the
@@ -131,7 +159,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	for _, st := range states {
 		if _, ok := cfg.Done[dataItem(st.Table)]; ok {
 			// Data committed in an earlier run; only its indexes remain.
-			afterOnly = append(afterOnly, work{task: st, after: true})
+			afterOnly = append(afterOnly, afterData(cfg, st)...)
 			continue
 		}
 		if cfg.SourceVersion >= 140000 && st.Table.SizeBytes > cfg.RangeBytes {
@@ -213,9 +241,20 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 							more = append(more, work{task: w.task, rng: r})
 						}
 					}
-				case w.after:
-					if cfg.AfterTable != nil {
-						err = cfg.AfterTable(ctx, dst, w.task.Table)
+				case w.step != nil:
+					err = w.step(ctx, dst)
+					if err == nil {
+						mu.Lock()
+						w.task.stepsLeft--
+						last := w.task.stepsLeft == 0
+						mu.Unlock()
+						if last {
+							more = append(more, work{task: w.task, finish: true})
+						}
+					}
+				case w.finish:
+					if cfg.Finish != nil {
+						err = cfg.Finish(ctx, dst, w.task.Table)
 					}
 					if err == nil {
 						err = markTableDone(ctx, dst, w.task.Table)
@@ -247,7 +286,9 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 							mu.Unlock()
 						}
 						if last {
-							more = append(more, work{task: w.task, after: true})
+							mu.Lock()
+							more = append(more, afterData(cfg, w.task)...)
+							mu.Unlock()
 						}
 					}
 				}
@@ -379,11 +420,17 @@ func copyOne(ctx context.Context, src, dst *pgx.Conn, cfg Config, w work, progre
 	}
 	in := fmt.Sprintf("COPY %s (%s) FROM STDIN (FORMAT %s%s)", t.QualifiedName(), colList, format, freeze)
 
+	// pgconn hands CopyTo one row per Write; buffer them so the pipe moves
+	// large chunks (one goroutine hand-off per 256 KiB, not per row).
 	pr, pw := io.Pipe()
-	counter := &countingWriter{w: pw, report: progress}
+	buf := bufio.NewWriterSize(pw, 256<<10)
+	counter := &countingWriter{w: buf, report: progress}
 	srcErr := make(chan error, 1)
 	go func() {
 		_, err := src.PgConn().CopyTo(ctx, counter, out)
+		if err == nil {
+			err = buf.Flush()
+		}
 		counter.flush()
 		pw.CloseWithError(err)
 		srcErr <- err
@@ -398,7 +445,7 @@ func copyOne(ctx context.Context, src, dst *pgx.Conn, cfg Config, w work, progre
 		return 0, fmt.Errorf("copy %s: write to target: %w", what, dstErr)
 	}
 	// The data is recorded with the data; the table itself is recorded
-	// once AfterTable (its indexes) has also succeeded.
+	// once its steps (indexes) and Finish have also succeeded.
 	item := dataItem(t)
 	if w.rng >= 0 {
 		item = fmt.Sprintf("range:%s:%d/%d", t.QualifiedName(), w.rng, w.task.ranges)

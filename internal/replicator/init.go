@@ -325,11 +325,15 @@ func (s *session) initDatabase(ctx context.Context, db catalog.Database, idx, nD
 	var tablesDone int
 	stats, err := copier.Run(ctx, copier.Config{
 		Source: srcURL, Target: dstURL, Snapshot: snap.name, Jobs: opts.Jobs, Tasks: plan.copy,
-		SourceVersion: s.srcVersion, Done: done, RangeBytes: opts.SplitBytes,
-		AfterTable: func(ctx context.Context, conn *pgx.Conn, t catalog.Table) error {
-			if err := post.ForTable(ctx, conn, t); err != nil {
-				return err
+		SourceVersion: s.srcVersion, Done: done, RangeBytes: splitBytes(opts, totalBytes),
+		Steps: func(t catalog.Table) []copier.Step {
+			var out []copier.Step
+			for _, s := range post.Steps(t) {
+				out = append(out, s)
 			}
+			return out
+		},
+		Finish: func(ctx context.Context, conn *pgx.Conn, t catalog.Table) error {
 			if _, err := conn.Exec(ctx, "ANALYZE "+t.QualifiedName()); err != nil {
 				return fmt.Errorf("analyze %s: %w", t, err)
 			}
@@ -431,4 +435,15 @@ func (s *session) createSlot(ctx context.Context, src *pgx.Conn, srcURL pg.URL, 
 		return nil, err
 	}
 	return slot, nil
+}
+
+// splitBytes is the size above which a table is split into ranges copied in
+// parallel: the user's choice, or a share of the database such that the
+// largest table does not leave streams idle at the end of the copy.
+func splitBytes(opts Options, total int64) int64 {
+	if opts.SplitBytes > 0 {
+		return opts.SplitBytes
+	}
+	b := total / int64(4*max(opts.Jobs, 1))
+	return min(max(b, 64<<20), 256<<20)
 }

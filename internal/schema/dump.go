@@ -184,30 +184,27 @@ func parseTOC(line string) (tocEntry, int, uint32, bool) {
 // Tables returns the number of tables with early post-data work.
 func (p *PostData) Tables() int { return len(p.byTable) }
 
-// ForTable builds the indexes and constraints of one copied table on the
-// target (skipping any that an interrupted run already built).
-func (p *PostData) ForTable(ctx context.Context, dst *pgx.Conn, t catalog.Table) error {
-	entries := p.byTable[t.OID]
-	if len(entries) == 0 {
-		return nil
-	}
-	// An interrupted run may have built some already: keep only missing ones.
-	var todo []string
-	for _, e := range entries {
-		var exists bool
-		err := dst.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+// Steps returns one step per index or constraint of a copied table, each
+// building it on the target (skipping it when an interrupted run already
+// did), so a table's indexes are built in parallel.
+func (p *PostData) Steps(t catalog.Table) []func(ctx context.Context, dst *pgx.Conn) error {
+	var out []func(ctx context.Context, dst *pgx.Conn) error
+	for _, e := range p.byTable[t.OID] {
+		e := e
+		out = append(out, func(ctx context.Context, dst *pgx.Conn) error {
+			var exists bool
+			err := dst.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('i', 'I'))`, t.Schema, e.name).Scan(&exists)
-		if err != nil {
-			return fmt.Errorf("check indexes of %s: %w", t, err)
-		}
-		if !exists {
-			todo = append(todo, e.line)
-		}
+			if err != nil {
+				return fmt.Errorf("check index %s of %s: %w", e.name, t, err)
+			}
+			if exists {
+				return nil
+			}
+			return p.restore(ctx, fmt.Sprintf("%d-%s", t.OID, strings.SplitN(e.line, ";", 2)[0]), []string{e.line}, 1)
+		})
 	}
-	if len(todo) == 0 {
-		return nil
-	}
-	return p.restore(ctx, fmt.Sprintf("table-%d", t.OID), todo, 1)
+	return out
 }
 
 // Rest applies the remaining post-data entries with jobs parallel workers.

@@ -19,12 +19,12 @@ import (
 
 // Role is a role read from the source.
 type Role struct {
-	Name                                                              string
+	Name                                                             string
 	Super, Inherit, CreateRole, CreateDB, Login, Replication, Bypass bool
-	ConnLimit                                                         int
-	ValidUntil                                                        *string
-	Password                                                          *string // hash, when readable
-	Comment                                                           string
+	ConnLimit                                                        int
+	ValidUntil                                                       *string
+	Password                                                         *string // hash, when readable
+	Comment                                                          string
 }
 
 // RolesResult reports what CopyRoles did.
