@@ -22,6 +22,18 @@ type IOStreams struct {
 	ErrOut io.Writer
 
 	inTTY, outTTY, errTTY bool
+	reader                *bufio.Reader // one reader, so answers are not lost to read-ahead
+}
+
+func (s *IOStreams) readLine() (string, error) {
+	if s.reader == nil {
+		s.reader = bufio.NewReader(s.In)
+	}
+	line, err := s.reader.ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read answer: %w", err)
+	}
+	return strings.TrimSpace(line), nil
 }
 
 // System returns the process's streams.
@@ -58,20 +70,16 @@ var ErrNotConfirmed = errors.New("not confirmed")
 // Confirm asks a yes/no question on stderr and reads the answer from stdin.
 func (s *IOStreams) Confirm(question string) (bool, error) {
 	fmt.Fprintf(s.ErrOut, "%s [y/N]: ", question)
-	line, err := bufio.NewReader(s.In).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return false, fmt.Errorf("read answer: %w", err)
+	line, err := s.readLine()
+	if err != nil {
+		return false, err
 	}
-	a := strings.ToLower(strings.TrimSpace(line))
+	a := strings.ToLower(line)
 	return a == "y" || a == "yes", nil
 }
 
 // Ask reads one line after printing prompt on stderr.
 func (s *IOStreams) Ask(prompt string) (string, error) {
 	fmt.Fprint(s.ErrOut, prompt)
-	line, err := bufio.NewReader(s.In).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("read answer: %w", err)
-	}
-	return strings.TrimSpace(line), nil
+	return s.readLine()
 }
