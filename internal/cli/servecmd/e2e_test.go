@@ -635,7 +635,9 @@ func TestBurstOf200WithALimitOf10(t *testing.T) {
 			t.Fatalf("submission %d: undocumented outcome %d", i, o.code)
 		}
 	}
-	if len(accepted)+rejected != 200 || len(accepted) < 10 || len(accepted) > 40 {
+	// 10 running + 30 queued are admitted at once; a job that ends during
+	// the burst frees a place for a later submission.
+	if len(accepted)+rejected != 200 || len(accepted) < 40 || rejected == 0 {
 		t.Fatalf("%d accepted, %d rejected (limit 10 running + 30 queued)", len(accepted), rejected)
 	}
 	for id := range accepted {
