@@ -1,0 +1,132 @@
+package keyscmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/serenorg/postgres-seren-replicator/internal/apikeys"
+	"github.com/serenorg/postgres-seren-replicator/internal/apikeys/sqlitekeys"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
+	"github.com/serenorg/postgres-seren-replicator/internal/hint"
+	"github.com/serenorg/postgres-seren-replicator/internal/sqlitedb"
+)
+
+func TestCreateListRevoke(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data")
+	create := func(name string) string {
+		t.Helper()
+		io, _, out, errOut := iostreams.Test()
+		if err := runCreate(ctx, &Options{IO: io, DataDir: dir, Name: name}); err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		secret := lines[len(lines)-1]
+		if !strings.HasPrefix(secret, apikeys.SecretPrefix) {
+			t.Fatalf("last stdout line %q is not a key", secret)
+		}
+		if strings.Contains(errOut.String(), secret) {
+			t.Fatal("the secret was also printed on stderr")
+		}
+		return secret
+	}
+	first, second := create("ci"), create("laptop")
+	if first == second {
+		t.Fatal("two keys with the same secret")
+	}
+
+	// Stored hashed: the secret is nowhere in the database files.
+	for _, f := range []string{sqlitedb.FileName, sqlitedb.FileName + "-wal"} {
+		b, _ := os.ReadFile(filepath.Join(dir, f))
+		if strings.Contains(string(b), first) {
+			t.Fatalf("%s holds the secret in clear", f)
+		}
+	}
+	if st, err := os.Stat(filepath.Join(dir, sqlitedb.FileName)); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("database file mode %v, %v", st.Mode(), err)
+	}
+
+	// A taken name is refused with a way out.
+	io, _, _, _ := iostreams.Test()
+	err := runCreate(ctx, &Options{IO: io, DataDir: dir, Name: "ci"})
+	if !errors.Is(err, apikeys.ErrNameTaken) || !strings.Contains(hint.Of(err), "keys revoke ci") {
+		t.Fatalf("duplicate name: %v (hint %q)", err, hint.Of(err))
+	}
+
+	list := func() []apikeys.KeyInfo {
+		t.Helper()
+		io, _, out, _ := iostreams.Test()
+		if err := runList(ctx, &Options{IO: io, DataDir: dir, JSON: true}); err != nil {
+			t.Fatal(err)
+		}
+		var keys []apikeys.KeyInfo
+		if err := json.Unmarshal(out.Bytes(), &keys); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if strings.Contains(out.String(), first) || strings.Contains(out.String(), second) {
+			t.Fatal("list shows a secret")
+		}
+		return keys
+	}
+	if ks := list(); len(ks) != 2 || ks[0].Name != "ci" || ks[1].Name != "laptop" || ks[0].RevokedAt != nil {
+		t.Fatalf("keys %+v", ks)
+	}
+	io, _, out, _ := iostreams.Test()
+	if err := runList(ctx, &Options{IO: io, DataDir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	if table := out.String(); !strings.HasPrefix(table, "NAME") || !strings.Contains(table, "laptop") || !strings.Contains(table, "active") {
+		t.Fatalf("table:\n%s", table)
+	}
+
+	// Revoke: that key stops working, the other keeps working (rotation).
+	io, _, _, _ = iostreams.Test()
+	if err := runRevoke(ctx, &Options{IO: io, DataDir: dir, Name: "ci"}); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sqlitedb.Open(ctx, filepath.Join(dir, sqlitedb.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	v := sqlitekeys.New(db, nil)
+	if _, err := v.Verify(ctx, first); !errors.Is(err, apikeys.ErrInvalid) {
+		t.Fatalf("revoked key verifies: %v", err)
+	}
+	if _, err := v.Verify(ctx, second); err != nil {
+		t.Fatalf("other key stopped working: %v", err)
+	}
+	if ks := list(); ks[0].RevokedAt == nil {
+		t.Fatal("revocation not listed")
+	}
+	if err := runRevoke(ctx, &Options{IO: io, DataDir: dir, Name: "ci"}); !errors.Is(err, apikeys.ErrNotFound) {
+		t.Fatalf("revoking twice: %v", err)
+	}
+	// The same name can be issued again once revoked.
+	create("ci")
+}
+
+func TestCreateNeedsAName(t *testing.T) {
+	io, _, _, _ := iostreams.Test()
+	err := runCreate(context.Background(), &Options{IO: io, DataDir: t.TempDir()})
+	var ec interface{ ExitCode() int }
+	if !errors.As(err, &ec) || ec.ExitCode() != 2 {
+		t.Fatalf("err %v: want a usage error", err)
+	}
+}
+
+func TestKeysDoNotCreateAMasterKey(t *testing.T) {
+	dir := t.TempDir()
+	io, _, _, _ := iostreams.Test()
+	if err := runCreate(context.Background(), &Options{IO: io, DataDir: dir, Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "master.key")); !os.IsNotExist(err) {
+		t.Fatalf("keys create made a master key file: %v", err)
+	}
+}
