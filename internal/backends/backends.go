@@ -73,12 +73,6 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// AWSConfig configures the aws backend. FromEnv reads it from SEREN_*
-// variables; the aws backend itself is wired in openAWS.
-type AWSConfig struct {
-	Region string // SEREN_AWS_REGION (else the SDK's default chain)
-}
-
 // Parts selects what Open opens, so each process opens only what it uses
 // (on AWS, only what its IAM role allows).
 type Parts uint
@@ -93,12 +87,13 @@ const (
 	PartLogs
 	PartMetrics
 	PartLauncher
+	PartSelf // the worker's own machine (aws: its EC2 instance); embedded: nothing
 )
 
 // What each process opens.
 const (
 	ForServe  = PartStore | PartQueue | PartKeeper | PartKeys | PartLogs | PartMetrics | PartLauncher
-	ForWorker = PartStore | PartKeeper | PartLogs
+	ForWorker = PartStore | PartKeeper | PartLogs | PartSelf
 	ForKeys   = PartKeyManager
 )
 
@@ -120,7 +115,12 @@ type Set struct {
 		PurgeLogs(before time.Time) (int, error)
 	}
 
-	closers []func() error
+	// Self is, on an AWS worker instance (PartSelf), the instance itself
+	// (aws.go); nil elsewhere.
+	Self *Self
+
+	closers  []func() error
+	flushers []func(context.Context) error // see Flush (aws.go)
 }
 
 // Close closes everything Open opened, last opened first.
@@ -150,9 +150,7 @@ func FromEnv(c Config) Config {
 	if c.DataDir == "" && c.Backend == Embedded {
 		c.DataDir = DefaultDataDir()
 	}
-	if c.AWS.Region == "" {
-		c.AWS.Region = os.Getenv("SEREN_AWS_REGION")
-	}
+	c.AWS = c.AWS.fromEnv() // aws.go
 	return c
 }
 
@@ -195,9 +193,10 @@ func openEmbedded(ctx context.Context, c Config, parts Parts) (s *Set, err error
 		return nil, fmt.Errorf("data directory %s: %w", c.DataDir, err)
 	}
 	s = &Set{Backend: Embedded, DataDir: dir}
+	opened := s // `return nil, err` sets s to nil before this runs
 	defer func() {
 		if err != nil {
-			s.Close()
+			opened.Close()
 		}
 	}()
 	var db *sql.DB
@@ -277,10 +276,4 @@ func knownWorkers(store *jobstore.Store) func(context.Context) ([]launcher.Worke
 		}
 		return out, nil
 	}
-}
-
-// openAWS wires the aws backend (DynamoDB, SQS, KMS, SSM, EC2, CloudWatch).
-func openAWS(ctx context.Context, c Config, parts Parts) (*Set, error) {
-	return nil, hint.Wrap(errors.New("the aws backend is not wired into this build yet"),
-		"unset "+EnvBackend+" to use the embedded backend")
 }
