@@ -67,12 +67,16 @@ type Config struct {
 
 	// Checker timing and limits.
 	HeartbeatTimeout time.Duration // a running job's heartbeat older than this: worker lost
-	GoneGrace        time.Duration // a job's worker absent from the launcher's list this long: gone
-	MaxAttempts      int           // workers a job may have before a lost one fails it
-	TimeoutGrace     time.Duration // the checker ends an overdue job this long after its timeout
-	ReapGrace        time.Duration // a worker may outlive its job's end this long
-	CheckInterval    time.Duration
-	SweepInterval    time.Duration
+	// GoneGrace: a job's recorded worker absent from the launcher's list,
+	// and silent, this long is gone. Local workers are listed the moment
+	// they start; with a launcher whose list lags (EC2: an instance that is
+	// still booting) set it above that lag.
+	GoneGrace     time.Duration
+	MaxAttempts   int           // workers a job may have before a lost one fails it
+	TimeoutGrace  time.Duration // the checker ends an overdue job this long after its timeout
+	ReapGrace     time.Duration // a worker may outlive its job's end this long
+	CheckInterval time.Duration
+	SweepInterval time.Duration
 	// AfterSweep, when set, runs after each purge with the cut-off time
 	// (e.g. removing local worker output files).
 	AfterSweep func(ctx context.Context, before time.Time) error

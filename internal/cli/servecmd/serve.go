@@ -89,7 +89,7 @@ adopts them. The listen URL is printed on stdout; logs go to stderr.`,
 	f.StringVar(&opts.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.DurationVar(&opts.HeartbeatTimeout, "heartbeat-timeout", service.DefaultHeartbeatTimeout, "a running job whose worker has not heartbeated this long is re-queued")
 	f.DurationVar(&opts.CheckInterval, "check-interval", service.DefaultCheckInterval, "how often jobs are checked for lost workers and timeouts")
-	f.DurationVar(&opts.Visibility, "queue-visibility", service.DefaultVisibility, "lease of a received queue message")
+	f.DurationVar(&opts.Visibility, "queue-visibility", 30*time.Second, "lease of a received queue message (a local launch takes milliseconds)")
 	f.DurationVar(&opts.WorkerGrace, "worker-grace", 10*time.Second, "SIGTERM → SIGKILL wait when stopping a worker")
 	f.DurationVar(&opts.WorkerHeartbeat, "worker-heartbeat", 5*time.Second, "workers' heartbeat interval")
 	f.DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful stop may take")
