@@ -271,9 +271,12 @@ data "aws_iam_policy_document" "provisioner" {
   }
 
   # Guide: SQS ReceiveMessage, DeleteMessage. BEYOND THE GUIDE:
-  # GetQueueAttributes (the Lambda event source mapping requires it) and
-  # ChangeMessageVisibility (a message that must wait - concurrency limit,
-  # no EC2 capacity - is put back with a back-off delay).
+  # GetQueueAttributes (the Lambda event source mapping requires it),
+  # ChangeMessageVisibility (a failed launch is put back with a back-off
+  # delay) and SendMessage (a job that finds every worker slot taken is
+  # re-sent as a new, delayed message: returning the old one would count a
+  # delivery, and enough waiting would dead-letter a job that never failed;
+  # internal/awslambda/provisioner.go).
   statement {
     sid = "ConsumeProvisioning"
     actions = [
@@ -281,6 +284,7 @@ data "aws_iam_policy_document" "provisioner" {
       "sqs:DeleteMessage",
       "sqs:GetQueueAttributes",
       "sqs:ChangeMessageVisibility",
+      "sqs:SendMessage",
     ]
     resources = [aws_sqs_queue.provisioning.arn]
   }

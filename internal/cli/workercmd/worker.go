@@ -52,7 +52,7 @@ decrypts its credentials, runs the command with the job's filter and options,
 writes progress and log lines into the service's store, and records the outcome.
 
 serve starts one worker per job; on AWS each worker instance runs it with
-SEREN_BACKEND=aws. A job retried after its worker was lost resumes from the
+SEREN_BACKEND=aws and terminates its own instance when it is done. A job retried after its worker was lost resumes from the
 checkpoint the earlier worker left on the target.
 
 Exit status: 0 completed, 1 failed, 124 timeout, 130 cancelled or stopped.`,
@@ -77,16 +77,31 @@ func run(ctx context.Context, opts *Options) error {
 		return cmdutil.UsageError(errors.New("--job-id is required"))
 	}
 	log := slog.New(slog.NewTextHandler(opts.IO.ErrOut, nil)).With("component", "worker")
-	set, err := backends.Open(ctx, backends.FromEnv(backends.Config{DataDir: opts.DataDir, Logger: log}), backends.ForWorker)
+	bcfg := backends.FromEnv(backends.Config{DataDir: opts.DataDir, Logger: log})
+	parts := backends.ForWorker
+	if bcfg.Backend == backends.AWS {
+		// No serve process watches jobs end on AWS: the worker records
+		// its job's outcome metrics itself.
+		parts |= backends.PartMetrics
+	}
+	set, err := backends.Open(ctx, bcfg, parts)
 	if err != nil {
 		return err
 	}
 	defer set.Close()
+	workerID := ""
+	if set.Self != nil {
+		workerID = set.Self.InstanceID
+		// One job per instance: whatever the outcome, the instance ends
+		// with it (after the metrics are sent).
+		defer terminateSelf(ctx, set, log)
+	}
 	res, err := worker.Run(ctx, worker.Config{
 		Store:             set.Store,
 		Keeper:            set.Keeper,
 		Logs:              set.Logs,
 		Metrics:           set.Metrics,
+		WorkerID:          workerID,
 		DefaultJobTimeout: opts.DefaultTimeout,
 		Parallel:          opts.Parallel,
 		PgBinDir:          opts.PgBinDir,
@@ -109,4 +124,23 @@ func run(ctx context.Context, opts *Options) error {
 		return &cmdutil.ExitError{Code: ExitStopped, Err: fmt.Errorf("job %s was cancelled", opts.JobID)}
 	}
 	return &cmdutil.ExitError{Code: ExitFailed, Err: fmt.Errorf("job %s %s: %s", opts.JobID, res.Status, res.Error)}
+}
+
+// terminateSelf sends the buffered metrics and terminates the worker's own
+// EC2 instance (aws backend).
+func terminateSelf(ctx context.Context, set *backends.Set, log *slog.Logger) {
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := set.Flush(tctx); err != nil {
+		log.Warn("send metrics", "err", err)
+	}
+	skipped, err := set.Self.Terminate(tctx)
+	switch {
+	case err != nil:
+		log.Error("terminate this instance", "instance_id", set.Self.InstanceID, "err", err)
+	case skipped:
+		log.Info("not terminating this instance: its no-shutdown file exists", "instance_id", set.Self.InstanceID)
+	default:
+		log.Info("terminating this instance", "instance_id", set.Self.InstanceID)
+	}
 }

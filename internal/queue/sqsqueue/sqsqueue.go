@@ -94,6 +94,26 @@ func (q *Queue) Send(ctx context.Context, jobID string) error {
 	return nil
 }
 
+// maxDelaySeconds is SQS's limit on a message's DelaySeconds.
+const maxDelaySeconds = 15 * 60
+
+// SendAfter enqueues a job id that becomes visible after delay (at most
+// 15 minutes, SQS's limit). A new message starts with a receive count of
+// zero: the provisioner re-sends a job that waits for a free worker slot
+// this way, so waiting never dead-letters it.
+func (q *Queue) SendAfter(ctx context.Context, jobID string, delay time.Duration) error {
+	if jobID == "" {
+		return errors.New("sqs send: empty job id")
+	}
+	_, err := q.api.SendMessage(ctx, &sqs.SendMessageInput{
+		QueueUrl: aws.String(q.url), MessageBody: aws.String(jobID), DelaySeconds: seconds(delay, maxDelaySeconds),
+	})
+	if err != nil {
+		return q.classify(fmt.Errorf("sqs SendMessage job %s (delay %s): %w", jobID, delay, err))
+	}
+	return nil
+}
+
 // Receive leases up to max messages for visibility, long-polling up to
 // wait (in calls of at most 20 s, SQS's limit).
 //

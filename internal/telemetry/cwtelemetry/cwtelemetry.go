@@ -35,7 +35,9 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/telemetry"
 )
 
-// Namespace is the CloudWatch namespace of every metric.
+// Namespace is the default CloudWatch namespace of every metric
+// (Options.Namespace overrides it: Terraform's metrics_namespace,
+// SEREN_METRICS_NAMESPACE).
 const Namespace = "SerenReplication"
 
 // Metric names (the guide's, plus job outcomes and duration).
@@ -79,6 +81,8 @@ type API interface {
 
 // Options configure a Recorder.
 type Options struct {
+	// Namespace is where the metrics go (default Namespace).
+	Namespace string
 	// Now is the clock that stamps data points (default time.Now).
 	Now func() time.Time
 	// MaxBuffered bounds buffered points; further points are dropped and
@@ -105,6 +109,9 @@ func New(api API, opts Options) *Recorder {
 	}
 	if opts.MaxBuffered <= 0 {
 		opts.MaxBuffered = DefaultMaxBuffered
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = Namespace
 	}
 	return &Recorder{api: api, opts: opts}
 }
@@ -222,12 +229,12 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	for len(pending) > 0 {
 		n := min(batchSize, len(pending))
 		_, err := r.api.PutMetricData(ctx, &cloudwatch.PutMetricDataInput{
-			Namespace:  aws.String(Namespace),
+			Namespace:  aws.String(r.opts.Namespace),
 			MetricData: pending[:n],
 		})
 		if err != nil {
 			r.requeue(pending)
-			errs = append(errs, fmt.Errorf("cloudwatch PutMetricData (%d points) in %s: %w", len(pending), Namespace, err))
+			errs = append(errs, fmt.Errorf("cloudwatch PutMetricData (%d points) in %s: %w", len(pending), r.opts.Namespace, err))
 			break
 		}
 		pending = pending[n:]

@@ -1,0 +1,62 @@
+package awslambda
+
+import (
+	"context"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/serenorg/postgres-seren-replicator/internal/backends"
+	"github.com/serenorg/postgres-seren-replicator/internal/service"
+)
+
+// Reaper is the scheduled function (every 5 minutes): one run of the
+// service's checker (service.CheckOnce), the code `serve` runs every few
+// seconds. It terminates worker instances whose job has ended (or was
+// purged) and duplicates, ends jobs past their timeout and terminates
+// their workers, and fails a job whose worker stopped heartbeating or
+// whose instance is gone.
+//
+// On AWS a lost worker's job is failed, not re-queued: MaxAttempts is 1.
+// (The reaper may not send to the queue, deploy/aws/terraform iam.tf.)
+// It records no job-outcome metrics: each worker records its own job's,
+// and a checker that remembers nothing between cold starts would count
+// some twice.
+type Reaper struct {
+	set *backends.Set
+	svc *service.Service
+	cfg Config
+}
+
+// NewReaper opens the backends and the service.
+func NewReaper(ctx context.Context, cfg Config) (*Reaper, error) {
+	set, err := cfg.open(ctx, backends.PartStore|backends.PartQueue|backends.PartLauncher|backends.PartLogs)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := service.New(service.Config{
+		Store: set.Store, Queue: set.Queue, Launcher: set.Launcher, Logs: set.Logs,
+		Logger: cfg.Logger.With("component", "reaper"), Now: cfg.Now,
+		MaxConcurrentJobs: cfg.MaxConcurrentJobs,
+		MaxAttempts:       1,
+		HeartbeatTimeout:  cfg.HeartbeatTimeout,
+		GoneGrace:         cfg.GoneGrace,
+		ReapGrace:         cfg.ReapGrace,
+		DefaultJobTimeout: cfg.DefaultJobTimeout,
+	})
+	if err != nil {
+		set.Close()
+		return nil, err
+	}
+	return &Reaper{set: set, svc: svc, cfg: cfg}, nil
+}
+
+// Close releases the backends.
+func (r *Reaper) Close() error { return r.set.Close() }
+
+// Handle runs one check. Its error fails the invocation (no retry: the
+// next run is 5 minutes away and does the same work).
+func (r *Reaper) Handle(ctx context.Context, ev events.EventBridgeEvent) error {
+	defer finish(ctx, r.svc, r.set, r.cfg.Logger)
+	r.cfg.Logger.Info("reaper run", "event_id", ev.ID, "time", ev.Time)
+	return r.svc.CheckOnce(ctx)
+}
