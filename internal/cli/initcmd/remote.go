@@ -2,6 +2,7 @@ package initcmd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -90,7 +91,11 @@ func runRemote(ctx context.Context, opts *Options, eng replicator.Options) error
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(io.Out, "Job ID: %s\nTrace ID: %s\n", sub.JobID, sub.TraceID)
+	ids := io.Out
+	if opts.JSON {
+		ids = io.ErrOut // stdout carries the final job as JSON
+	}
+	fmt.Fprintf(ids, "Job ID: %s\nTrace ID: %s\n", sub.JobID, sub.TraceID)
 	fmt.Fprintf(io.ErrOut, "Submitted to %s. Following the job (Ctrl-C stops following; the job keeps running).\n", client.BaseURL)
 
 	v, err := jobscmd.Follow(ctx, io.ErrOut, client, sub.JobID, jobscmd.FollowOptions{
@@ -101,6 +106,13 @@ func runRemote(ctx context.Context, opts *Options, eng replicator.Options) error
 			return jobscmd.Detached(sub.JobID)
 		}
 		return fmt.Errorf("follow job %s: %w", sub.JobID, err)
+	}
+	if opts.JSON {
+		enc := json.NewEncoder(io.Out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
 	}
 	if v.Status != jobs.StatusCompleted {
 		return jobscmd.OutcomeError(v)

@@ -2,6 +2,7 @@ package initcmd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http/httptest"
 	"os"
@@ -146,7 +147,8 @@ func TestRemoteInitFollowsToCompletion(t *testing.T) {
 
 func TestRemoteInitFailsWithTheJobsError(t *testing.T) {
 	b := remoteSetup(t, nil)
-	opts, _, _ := b.options()
+	opts, out, errOut := b.options()
+	opts.JSON = true
 	done := make(chan error, 1)
 	go func() { done <- Run(context.Background(), opts) }()
 	j := b.onlyJob(t)
@@ -155,6 +157,14 @@ func TestRemoteInitFailsWithTheJobsError(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "ended as failed: source unreachable from the worker") ||
 		!strings.Contains(hint.Of(err), "jobs logs "+j.ID) {
 		t.Fatalf("err %v (hint %q)", err, hint.Of(err))
+	}
+	// --json: the final job on stdout, the ids on stderr.
+	var v api.JobView
+	if err := json.Unmarshal([]byte(out.String()), &v); err != nil || v.JobID != j.ID || v.Status != jobs.StatusFailed {
+		t.Fatalf("stdout is not the final job: %v\n%s", err, out)
+	}
+	if !strings.Contains(errOut.String(), "Job ID: "+j.ID) {
+		t.Fatalf("stderr lacks the job id:\n%s", errOut)
 	}
 }
 
