@@ -194,17 +194,21 @@ func runList(ctx context.Context, opts *Options) error {
 		fmt.Fprintln(opts.IO.ErrOut, "No jobs.")
 		return nil
 	}
-	w := tabwriter.NewWriter(opts.IO.Out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "JOB ID\tCOMMAND\tSTATUS\tCREATED\tPROGRESS")
-	for _, j := range resp.Jobs {
-		prog := progressLine(j)
-		if j.Status == jobs.StatusFailed && j.Error != "" {
-			prog = truncate(j.Error, 60)
+	if !opts.IO.IsStdoutTTY() {
+		// Piped: one tab-separated line per job, no header (stable for scripts).
+		for _, j := range resp.Jobs {
+			fmt.Fprintf(opts.IO.Out, "%s\t%s\t%s\t%s\t%s\n", j.JobID, j.Command, j.Status,
+				j.CreatedAt.UTC().Format(time.RFC3339), listDetail(j))
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", j.JobID, j.Command, j.Status, j.CreatedAt.UTC().Format(time.RFC3339), orDash(prog))
-	}
-	if err := w.Flush(); err != nil {
-		return err
+	} else {
+		w := tabwriter.NewWriter(opts.IO.Out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(w, "JOB ID\tCOMMAND\tSTATUS\tCREATED\tPROGRESS")
+		for _, j := range resp.Jobs {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", j.JobID, j.Command, j.Status, j.CreatedAt.UTC().Format(time.RFC3339), listDetail(j))
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
 	}
 	if resp.NextCursor != "" {
 		fmt.Fprintln(opts.IO.ErrOut, "More jobs follow: pass --all, or --limit up to 100.")
@@ -342,6 +346,14 @@ func runCancel(ctx context.Context, opts *Options) error {
 		fmt.Fprintf(opts.IO.ErrOut, "Cancelling job %s (status %s); its worker is being stopped.\n", v.JobID, v.Status)
 	}
 	return nil
+}
+
+// listDetail is the progress of a job, or why it failed.
+func listDetail(j api.JobView) string {
+	if j.Status == jobs.StatusFailed && j.Error != "" {
+		return truncate(strings.ReplaceAll(j.Error, "\n", " "), 60)
+	}
+	return orDash(progressLine(j))
 }
 
 func stamp(t *time.Time) string {

@@ -101,6 +101,7 @@ func TestListShowLogsCancel(t *testing.T) {
 	b.apply(t, first, jobs.Heartbeat(&jobs.Progress{Phase: "copy", CurrentDatabase: "app", DatabasesTotal: 2, TablesTotal: 4, TablesCompleted: 1}))
 
 	o, out, _ = b.opts()
+	o.IO.SetTTY(true)
 	if err := runList(ctx, o); err != nil {
 		t.Fatal(err)
 	}
@@ -108,6 +109,14 @@ func TestListShowLogsCancel(t *testing.T) {
 	if !strings.HasPrefix(table, "JOB ID") || !strings.Contains(table, first) || !strings.Contains(table, second) ||
 		!strings.Contains(table, "copy, databases 0/2 (app), tables 1/4") {
 		t.Fatalf("table:\n%s", table)
+	}
+	o, out, _ = b.opts()
+	if err := runList(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	if rows := strings.Split(strings.TrimSpace(out.String()), "\n"); len(rows) != 2 || strings.HasPrefix(rows[0], "JOB ID") ||
+		len(strings.Split(rows[0], "\t")) != 5 {
+		t.Fatalf("piped list: want 2 tab-separated rows without header:\n%s", out)
 	}
 	o, out, _ = b.opts()
 	o.JSON, o.Status = true, "running"
