@@ -45,8 +45,10 @@ find_pg_bin() {
 PG_BIN=$(find_pg_bin)
 if [ -z "$PG_BIN" ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-		say "Installing the PostgreSQL server (apt-get install postgresql)"
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+		say "Installing the PostgreSQL server (apt-get install postgresql-15)"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null 2>&1 ||
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 		PG_BIN=$(find_pg_bin)
 	fi
 	[ -n "$PG_BIN" ] || die "PostgreSQL server binaries (initdb, pg_ctl) not found. Install them (Debian/Ubuntu: sudo apt-get install postgresql; macOS: brew install postgresql) and run again."
