@@ -246,10 +246,12 @@ func openEmbedded(ctx context.Context, c Config, parts Parts) (s *Set, err error
 			Binary:    c.WorkerBinary,
 			DataDir:   dir,
 			ExtraArgs: c.WorkerArgs,
-			Grace:     c.WorkerGrace,
-			Now:       c.Now,
-			Logger:    c.Logger,
-			Known:     knownWorkers(store),
+			// Local workers use this service's backends, whatever the environment says.
+			Env:    append(os.Environ(), EnvBackend+"="+Embedded),
+			Grace:  c.WorkerGrace,
+			Now:    c.Now,
+			Logger: c.Logger,
+			Known:  knownWorkers(store),
 		})
 		if err != nil {
 			return nil, err
