@@ -271,12 +271,10 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 							return
 						}
 					}
-					var n int64
-					n, err = copyOne(ctx, src, dst, cfg, w, func(d int64) {
+					err = copyOne(ctx, src, dst, cfg, w, func(d int64) {
 						bytes.Add(d)
 						emit(cfg, Event{Table: w.task.Table, Bytes: d, TablesDone: int(tablesDone.Load()), TablesTotal: total})
 					})
-					_ = n
 					if err == nil {
 						last := true
 						if w.rng >= 0 {
@@ -359,24 +357,24 @@ func markTableDone(ctx context.Context, dst *pgx.Conn, t catalog.Table) error {
 // copyOne streams one table or one range inside a source snapshot
 // transaction and a target transaction, recording the checkpoint in the
 // latter.
-func copyOne(ctx context.Context, src, dst *pgx.Conn, cfg Config, w work, progress func(int64)) (int64, error) {
+func copyOne(ctx context.Context, src, dst *pgx.Conn, cfg Config, w work, progress func(int64)) error {
 	t := w.task.Table
 	what := t.String()
 	if w.rng >= 0 {
 		what = fmt.Sprintf("%s range %d/%d", t, w.rng+1, w.task.ranges)
 	}
 	if _, err := src.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
-		return 0, fmt.Errorf("copy %s: begin on source: %w", what, err)
+		return fmt.Errorf("copy %s: begin on source: %w", what, err)
 	}
 	defer src.Exec(context.Background(), "ROLLBACK") //nolint:errcheck
 	if cfg.Snapshot != "" {
 		if _, err := src.Exec(ctx, "SET TRANSACTION SNAPSHOT "+pg.Literal(cfg.Snapshot)); err != nil {
-			return 0, fmt.Errorf("copy %s: import snapshot %s on source: %w", what, cfg.Snapshot, err)
+			return fmt.Errorf("copy %s: import snapshot %s on source: %w", what, cfg.Snapshot, err)
 		}
 	}
 	tx, err := dst.Begin(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("copy %s: begin on target: %w", what, err)
+		return fmt.Errorf("copy %s: begin on target: %w", what, err)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck
 
@@ -385,7 +383,7 @@ func copyOne(ctx context.Context, src, dst *pgx.Conn, cfg Config, w work, progre
 		// Truncate in this transaction: the copy replaces whatever an
 		// interrupted run left, and COPY FREEZE becomes possible.
 		if _, err := tx.Exec(ctx, "TRUNCATE ONLY "+t.QualifiedName()); err != nil {
-			return 0, fmt.Errorf("copy %s: truncate on target: %w", what, err)
+			return fmt.Errorf("copy %s: truncate on target: %w", what, err)
 		}
 		freeze = ", FREEZE"
 	}
@@ -439,10 +437,10 @@ func copyOne(ctx context.Context, src, dst *pgx.Conn, cfg Config, w work, progre
 	pr.CloseWithError(errors.New("target stopped reading"))
 	sErr := <-srcErr
 	if sErr != nil {
-		return 0, fmt.Errorf("copy %s: read from source: %w", what, explainPredicate(sErr, w.task.Predicate))
+		return fmt.Errorf("copy %s: read from source: %w", what, explainPredicate(sErr, w.task.Predicate))
 	}
 	if dstErr != nil {
-		return 0, fmt.Errorf("copy %s: write to target: %w", what, dstErr)
+		return fmt.Errorf("copy %s: write to target: %w", what, dstErr)
 	}
 	// The data is recorded with the data; the table itself is recorded
 	// once its steps (indexes) and Finish have also succeeded.
@@ -451,12 +449,12 @@ func copyOne(ctx context.Context, src, dst *pgx.Conn, cfg Config, w work, progre
 		item = fmt.Sprintf("range:%s:%d/%d", t.QualifiedName(), w.rng, w.task.ranges)
 	}
 	if err := markDone(ctx, tx, item, counter.total); err != nil {
-		return 0, err
+		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("copy %s: commit on target: %w", what, err)
+		return fmt.Errorf("copy %s: commit on target: %w", what, err)
 	}
-	return counter.total, nil
+	return nil
 }
 
 func explainPredicate(err error, pred string) error {
