@@ -28,6 +28,7 @@ type Options struct {
 	IO        *iostreams.IOStreams
 	Conn      cmdutil.ConnFlags
 	Selection cmdutil.SelectionFlags
+	Sub       cmdutil.SubFlags
 
 	Jobs          int
 	DropExisting  bool
@@ -68,6 +69,7 @@ starts over). The source keeps taking writes the whole time.`,
 	}
 	opts.Conn.Add(cmd)
 	opts.Selection.Add(cmd)
+	opts.Sub.AddTo(cmd)
 	f := cmd.Flags()
 	f.IntVarP(&opts.Jobs, "jobs", "j", cmdutil.DefaultJobs(), "parallel COPY streams and index builds")
 	f.BoolVar(&opts.DropExisting, "drop-existing", false, "drop and recreate target databases that already hold data")
@@ -105,8 +107,13 @@ func Run(ctx context.Context, opts *Options) error {
 	if err != nil {
 		return err
 	}
+	sub, err := opts.Sub.Options()
+	if err != nil {
+		return err
+	}
 	eng := replicator.Options{
-		Source: src, Target: dst, Rules: rules, Jobs: opts.Jobs, DropExisting: opts.DropExisting,
+		Subscription: sub,
+		Source:       src, Target: dst, Rules: rules, Jobs: opts.Jobs, DropExisting: opts.DropExisting,
 		NoSync: opts.NoSync, NoResume: opts.NoResume, PgBinDir: opts.PgBinDir, SplitBytes: opts.SplitBytes,
 	}
 	if opts.RemoteAPI != "" && !opts.Local {

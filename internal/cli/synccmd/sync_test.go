@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/logical"
@@ -150,20 +151,20 @@ func TestSyncRefusesAnEmptyTarget(t *testing.T) {
 
 func TestSubscriptionFlags(t *testing.T) {
 	cases := []struct {
-		f       SubFlags
+		f       cmdutil.SubFlags
 		env     string
 		wantErr string
 	}{
-		{SubFlags{PasswordMode: "inline"}, "", ""},
-		{SubFlags{PasswordMode: "passfile", Passfile: "/x"}, "", ""},
-		{SubFlags{PasswordMode: "plain"}, "", "not one of"},
-		{SubFlags{PasswordMode: "inline", Passfile: "/x"}, "", "needs --subscription-password passfile"},
-		{SubFlags{PasswordMode: "inline", User: "repl"}, "", PasswordEnv},
-		{SubFlags{PasswordMode: "inline", User: "repl"}, "pw", ""},
-		{SubFlags{PasswordMode: "passfile", User: "repl"}, "", ""},
+		{cmdutil.SubFlags{PasswordMode: "inline"}, "", ""},
+		{cmdutil.SubFlags{PasswordMode: "passfile", Passfile: "/x"}, "", ""},
+		{cmdutil.SubFlags{PasswordMode: "plain"}, "", "not one of"},
+		{cmdutil.SubFlags{PasswordMode: "inline", Passfile: "/x"}, "", "needs --subscription-password passfile"},
+		{cmdutil.SubFlags{PasswordMode: "inline", User: "repl"}, "", cmdutil.PasswordEnv},
+		{cmdutil.SubFlags{PasswordMode: "inline", User: "repl"}, "pw", ""},
+		{cmdutil.SubFlags{PasswordMode: "passfile", User: "repl"}, "", ""},
 	}
 	for _, c := range cases {
-		t.Setenv(PasswordEnv, c.env)
+		t.Setenv(cmdutil.PasswordEnv, c.env)
 		o, err := c.f.Options()
 		switch {
 		case c.wantErr == "" && err != nil:
