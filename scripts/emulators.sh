@@ -159,6 +159,8 @@ YAML
   export AWS_ENDPOINT_URL_SQS="http://127.0.0.1:$EMU_PORT_SQS"
   export AWS_ENDPOINT_URL_KMS="http://127.0.0.1:$EMU_PORT_KMS"
   export SEREN_TEST_KMS_KEY_ID="$EMU_KMS_ALIAS"
+  # Tests that run Lambda bootstraps start their own RIE (one per function).
+  export SEREN_TEST_RIE="$EMU_BIN/aws-lambda-rie"
   if [ -f "$EMU_RUN/moto.pid" ]; then
     export AWS_ENDPOINT_URL_SSM="http://127.0.0.1:$EMU_PORT_MOTO"
     export AWS_ENDPOINT_URL_EC2="http://127.0.0.1:$EMU_PORT_MOTO"

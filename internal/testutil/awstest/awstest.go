@@ -112,6 +112,25 @@ func Config(t testing.TB, endpointVars ...string) aws.Config {
 	return cfg
 }
 
+// RIEVar names the variable holding the path of aws-lambda-rie, the
+// Lambda runtime interface emulator scripts/emulators.sh installs.
+const RIEVar = "SEREN_TEST_RIE"
+
+// RIE returns the runtime interface emulator's path. Like Require, it
+// skips locally and fails in CI when it is missing.
+func RIE(t testing.TB) string {
+	t.Helper()
+	p := os.Getenv(RIEVar)
+	if p == "" {
+		missing(t, RIEVar+" is not set; run the AWS tests through scripts/test-aws.sh (it installs the Lambda runtime interface emulator)")
+		return ""
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s=%s: %v", RIEVar, p, err)
+	}
+	return p
+}
+
 // KMSKeyID returns the key id or alias the emulator was seeded with.
 func KMSKeyID(t testing.TB) string {
 	t.Helper()
