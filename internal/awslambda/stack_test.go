@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -220,6 +221,7 @@ func (s *stack) config(t *testing.T, tweak func(env map[string]string)) awslambd
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
 	return c
 }
 
@@ -479,8 +481,19 @@ func (s *stack) metricSum(t *testing.T, name string) (float64, []cwtypes.Metric)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sum float64
+	// moto lists a metric once per data point; CloudWatch once per
+	// dimension combination.
+	var metrics []cwtypes.Metric
+	seenDims := map[string]bool{}
 	for _, m := range list.Metrics {
+		k := fmt.Sprint(dims(m))
+		if !seenDims[k] {
+			seenDims[k] = true
+			metrics = append(metrics, m)
+		}
+	}
+	var sum float64
+	for _, m := range metrics {
 		st, err := s.cw.GetMetricStatistics(ctx, &cloudwatch.GetMetricStatisticsInput{
 			Namespace: aws.String(s.namespace), MetricName: aws.String(name), Dimensions: m.Dimensions,
 			StartTime: aws.Time(time.Now().Add(-time.Hour)), EndTime: aws.Time(time.Now().Add(time.Hour)),
@@ -493,7 +506,7 @@ func (s *stack) metricSum(t *testing.T, name string) (float64, []cwtypes.Metric)
 			sum += aws.ToFloat64(p.Sum)
 		}
 	}
-	return sum, list.Metrics
+	return sum, metrics
 }
 
 func dims(m cwtypes.Metric) map[string]string {
