@@ -31,6 +31,13 @@ go vet ./...
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then echo "gofmt needed:"; echo "$unformatted"; exit 1; fi
 
+if command -v terraform >/dev/null 2>&1; then
+  step "terraform fmt -check"
+  terraform fmt -check -recursive deploy/aws/terraform
+else
+  echo "terraform not installed: terraform fmt -check not run (it is not in Debian's archive)"
+fi
+
 step "go test (real PostgreSQL, race detector)"
 short=()
 [ -n "${SHORT:-}" ] && short=(-short)
