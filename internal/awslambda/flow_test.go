@@ -6,10 +6,12 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -204,4 +206,52 @@ func TestFullJobFlow(t *testing.T) {
 	noSecret(t, "an API response", responses, sentinels...)
 	noSecret(t, "a function's output", []string{apiFn.out.String(), provFn.out.String(), reaperFn.out.String()}, sentinels...)
 	noSecret(t, "the worker's output", []string{workerOut.String()}, sentinels...)
+}
+
+// TestWorkerFailureTerminatesItsInstance: a job that fails (its source
+// refuses connections) ends failed with a credential-free reason, counted
+// in JobFailed, and its worker still terminates its instance.
+func TestWorkerFailureTerminatesItsInstance(t *testing.T) {
+	s := newStack(t)
+	cfg := s.config(t, nil)
+	const sentinel = "s3ntinel-Worker-Pa55"
+	closed := freePort(t)
+	id := newSubmitter(t, s, cfg).submitBody(t, submitBody(t,
+		"postgresql://app:"+sentinel+"@127.0.0.1:"+strconv.Itoa(closed)+"/app?connect_timeout=5",
+		"postgresql://app:"+sentinel+"@127.0.0.1:"+strconv.Itoa(closed)+"/app?connect_timeout=5",
+		jobs.Filter{}, jobs.Options{NoSync: true}))
+	resp, err := newProvisioner(t, cfg).Handle(lambdaContext(t), s.sqsEvent(t, s.receiveAll(t, s.queueURL, 1)))
+	if err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("provisioner: %v, failures %v", err, resp.BatchItemFailures)
+	}
+	instanceID := s.job(t, id).WorkerID
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary(t, "./cmd/postgres-seren-replicator"), "worker", "--job-id", id)
+	cmd.Env = os.Environ()
+	for k, v := range s.workerEnv() {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Env = append(cmd.Env, backends.EnvWorkerInstanceID+"="+instanceID,
+		backends.EnvWorkerNoShutdownFile+"="+filepath.Join(t.TempDir(), "no-shutdown"))
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("worker: %v; want exit status 1\n%s", err, out)
+	}
+	j := s.job(t, id)
+	if j.Status != jobs.StatusFailed || j.Error == "" {
+		t.Fatalf("job %s %q", j.Status, j.Error)
+	}
+	if st := s.instanceState(t, instanceID); st != ec2types.InstanceStateNameTerminated && st != ec2types.InstanceStateNameShuttingDown {
+		t.Errorf("worker instance %s is %s after a failed job; want it terminated", instanceID, st)
+	}
+	if sum, _ := s.metricSum(t, "JobFailed"); sum != 1 {
+		t.Errorf("JobFailed sum %v, want 1", sum)
+	}
+	noSecret(t, "the job's error", []string{j.Error}, sentinel)
+	noSecret(t, "a DynamoDB item", []string{s.rawItems(t)}, sentinel)
+	noSecret(t, "a CloudWatch log event", s.logEvents(t), sentinel)
+	noSecret(t, "the worker's output", []string{string(out)}, sentinel)
 }

@@ -40,8 +40,12 @@ func newSubmitter(t *testing.T, s *stack, cfg awslambda.Config) *submitter {
 // submit posts an init job of the given estimated size and returns its id.
 func (sb *submitter) submit(t *testing.T, size int64) string {
 	t.Helper()
-	body := submitBody(t, "postgresql://app:pw@db.example.com/app", "postgresql://app:pw@target.example.com/app",
-		jobs.Filter{}, jobs.Options{NoSync: true, EstimatedSizeBytes: size})
+	return sb.submitBody(t, submitBody(t, "postgresql://app:pw@db.example.com/app", "postgresql://app:pw@target.example.com/app",
+		jobs.Filter{}, jobs.Options{NoSync: true, EstimatedSizeBytes: size}))
+}
+
+func (sb *submitter) submitBody(t *testing.T, body []byte) string {
+	t.Helper()
 	resp, err := sb.fn.Handle(context.Background(), sb.s.apiEvent(t, http.MethodPost, "/jobs", body, sb.s.apiKey))
 	if err != nil || resp.StatusCode != http.StatusCreated {
 		t.Fatalf("submit: %v %d %s", err, resp.StatusCode, resp.Body)
