@@ -54,12 +54,12 @@ import (
 // Workers are tagged with the test's own SerenDeployment, so tests
 // sharing moto do not count each other's instances.
 type stack struct {
-	cfg                                aws.Config
-	table, queueURL, dlqURL            string
-	kmsKey, keyParam, apiKey           string
-	logGroup, namespace, deployment    string
+	cfg                                 aws.Config
+	table, queueURL, dlqURL             string
+	kmsKey, keyParam, apiKey            string
+	logGroup, namespace, deployment     string
 	ami, subnet, securityGroup, profile string
-	maxConcurrent                      int
+	maxConcurrent                       int
 
 	ddb  *dynamodb.Client
 	sqs  *sqs.Client
@@ -91,7 +91,9 @@ func newStack(t *testing.T) *stack {
 	if err := dynamostore.CreateTable(ctx, s.ddb, s.table); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = s.ddb.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: &s.table}) })
+	t.Cleanup(func() {
+		_, _ = s.ddb.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: &s.table})
+	})
 	if s.queueURL, s.dlqURL, err = sqsqueue.CreateQueueWithDLQ(ctx, s.sqs, awstest.Name(t, "prov"), 0); err != nil {
 		t.Fatal(err)
 	}
