@@ -6,9 +6,11 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/serenorg/postgres-seren-replicator/internal/api"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
@@ -107,6 +109,17 @@ func TestAPIFunctionThroughRIE(t *testing.T) {
 	}
 	if j := s.job(t, created.JobID); j.Status != jobs.StatusCancelled || len(j.Credentials) == 0 {
 		t.Fatalf("stored job: %s, %d bytes of sealed credentials", j.Status, len(j.Credentials))
+	}
+
+	// Cancelling a running job terminates its worker instance before the
+	// invocation returns (nothing runs in a frozen Lambda container).
+	running, w := s.runningJob(t, time.Now(), nil)
+	resp, body = call(t, fn, s.apiEvent(t, http.MethodPost, "/jobs/"+running.ID+"/cancel", []byte{}, s.apiKey))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"cancelled"`) {
+		t.Fatalf("cancel running: %d %s", resp.StatusCode, body)
+	}
+	if st := s.instanceState(t, w.ID); st != ec2types.InstanceStateNameTerminated && st != ec2types.InstanceStateNameShuttingDown {
+		t.Errorf("cancelled job's worker %s is %s; want it terminated", w.ID, st)
 	}
 
 	// The submission was counted before the invocation returned.

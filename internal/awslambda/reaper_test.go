@@ -9,18 +9,20 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/serenorg/postgres-seren-replicator/internal/apikeys/ssmkeys"
 	"github.com/serenorg/postgres-seren-replicator/internal/awslambda"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
 	"github.com/serenorg/postgres-seren-replicator/internal/launcher"
 )
 
-// runningJob stores a job whose worker instance was launched and started
-// it at `at` (its last heartbeat); done, when set, ends it then.
+// runningJob stores a job of the stack's API key whose worker instance
+// was launched and started it at `at` (its last heartbeat); done, when
+// set, ends it then.
 func (s *stack) runningJob(t *testing.T, at time.Time, done *jobs.Transition) (*jobs.Job, launcher.Worker) {
 	t.Helper()
 	ctx := context.Background()
 	st := s.store(t, func() time.Time { return at })
-	j, err := st.Create(ctx, &jobs.Job{Owner: "key_test", Spec: jobs.Spec{Command: jobs.CommandInit}})
+	j, err := st.Create(ctx, &jobs.Job{Owner: ssmkeys.OwnerID(s.apiKey), Spec: jobs.Spec{Command: jobs.CommandInit}})
 	if err != nil {
 		t.Fatal(err)
 	}
