@@ -38,7 +38,7 @@ func TestInitFailuresExplainTheFix(t *testing.T) {
 		{"missing database", src.URL("no_such_db").Secret(), adminURL(dst), db,
 			"does not exist", "create the database on the source server"},
 		{"missing privilege", adminURL(src), limited, db,
-			"permission denied to create database", "CREATEDB"},
+			"may not create databases", "CREATEDB"},
 		{"target not empty", adminURL(src), adminURL(dst), notEmpty,
 			"already holds 1 tables", "--drop-existing"},
 	}

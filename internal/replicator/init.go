@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -179,6 +180,18 @@ func Init(ctx context.Context, opts Options, rep Reporter) (*InitSummary, error)
 		sum.Warnings = append(sum.Warnings, w)
 		rep.Logf("warning: %s", w)
 	}
+
+	// Everything that would make the run fail or lose data, up front.
+	tv := time.Now()
+	rep.Progress(Progress{Phase: "validate", DatabasesTotal: len(dbs)})
+	problems, err := logical.Validate(ctx, logical.ValidateOptions{Source: opts.Source, Target: opts.Target, Rules: opts.Rules, NoSync: opts.NoSync})
+	if err != nil {
+		return nil, err
+	}
+	if err := blockers(problems, warn); err != nil {
+		return sum, err
+	}
+	sum.Phases = append(sum.Phases, Phase{Name: "validate", Duration: time.Since(tv), Detail: fmt.Sprintf("%d warnings", len(problems))})
 
 	t0 := time.Now()
 	rep.Progress(Progress{Phase: "roles", DatabasesTotal: len(dbs)})
@@ -449,4 +462,26 @@ func splitBytes(opts Options, total int64) int64 {
 		return opts.SplitBytes
 	}
 	return max(total/int64(max(opts.Jobs, 1)), 1<<30)
+}
+
+// blockers passes warnings on and turns blocking problems into one error
+// listing each with its fix.
+func blockers(problems []logical.Problem, warn func(string)) error {
+	var lines []string
+	for _, p := range problems {
+		where := p.Server
+		if p.Database != "" {
+			where += " database " + p.Database
+		}
+		if p.Severity != logical.Blocker {
+			warn(fmt.Sprintf("%s: %s (fix: %s)", where, p.Message, p.Fix))
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("  - %s: %s\n    fix: %s", where, p.Message, p.Fix))
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	return hint.Wrap(fmt.Errorf("%d problem(s) must be fixed before init can run:\n%s", len(lines), strings.Join(lines, "\n")),
+		"apply the fixes above, then check with `postgres-seren-replicator validate`")
 }
