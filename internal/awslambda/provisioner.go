@@ -165,7 +165,8 @@ func (p *Provisioner) waitForSlot(ctx context.Context, d queue.Delivery) bool {
 	if s, ok := p.set.Queue.(interface {
 		SendAfter(ctx context.Context, jobID string, delay time.Duration) error
 	}); ok {
-		if err := s.SendAfter(ctx, d.JobID, p.cfg.CapacityRetryDelay); err == nil {
+		err := s.SendAfter(ctx, d.JobID, p.cfg.CapacityRetryDelay)
+		if err == nil {
 			if err := p.set.Queue.Ack(ctx, d); err != nil {
 				// The old message comes back too; the service acknowledges
 				// a job's second message once the job has its worker.
@@ -173,9 +174,8 @@ func (p *Provisioner) waitForSlot(ctx context.Context, d queue.Delivery) bool {
 			}
 			log.Info("no free worker slot; job waits in the queue", "trace_id", j.TraceID, "retry_in", p.cfg.CapacityRetryDelay.String())
 			return true
-		} else {
-			log.Warn("re-send waiting job; returning its message instead", "err", err)
 		}
+		log.Warn("re-send waiting job; returning its message instead", "err", err)
 	}
 	if err := p.set.Queue.Retry(context.WithoutCancel(ctx), d, p.cfg.CapacityRetryDelay); err != nil {
 		log.Warn("return message to queue", "err", err)
