@@ -60,4 +60,38 @@ var migrations = []string{
 		last_used_at INTEGER
 	) STRICT;
 	CREATE UNIQUE INDEX api_keys_active_name ON api_keys (name) WHERE revoked_at IS NULL;`,
+
+	// 5: job store lookups that stay cheap however many jobs wait in the
+	// queue. job_counters.active is the number of provisioning or running
+	// jobs, kept by triggers in the same transaction as the change (the
+	// concurrent-job limit reads it on every submit instead of counting).
+	// worker_id mirrors doc's worker_id, so the jobs that have a worker can
+	// be listed from a small index rather than by decoding every queued job.
+	`ALTER TABLE jobs ADD COLUMN worker_id TEXT;
+	UPDATE jobs SET worker_id = NULLIF(json_extract(doc, '$.worker_id'), '');
+	CREATE INDEX jobs_active_worker ON jobs (created_at, id)
+		WHERE status IN ('provisioning', 'running') AND worker_id IS NOT NULL;
+	CREATE TABLE job_counters (
+		name  TEXT PRIMARY KEY,
+		value INTEGER NOT NULL
+	) STRICT, WITHOUT ROWID;
+	INSERT INTO job_counters (name, value)
+		SELECT 'active', COUNT(*) FROM jobs WHERE status IN ('provisioning', 'running');
+	CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs
+	WHEN NEW.status IN ('provisioning', 'running')
+	BEGIN
+		UPDATE job_counters SET value = value + 1 WHERE name = 'active';
+	END;
+	CREATE TRIGGER jobs_count_update AFTER UPDATE OF status ON jobs
+	WHEN (OLD.status IN ('provisioning', 'running')) <> (NEW.status IN ('provisioning', 'running'))
+	BEGIN
+		UPDATE job_counters
+		SET value = value + CASE WHEN NEW.status IN ('provisioning', 'running') THEN 1 ELSE -1 END
+		WHERE name = 'active';
+	END;
+	CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs
+	WHEN OLD.status IN ('provisioning', 'running')
+	BEGIN
+		UPDATE job_counters SET value = value - 1 WHERE name = 'active';
+	END;`,
 }

@@ -11,6 +11,10 @@
 // lock at once: use them for read-modify-write, and plain statements for
 // reads, which run beside the writer in WAL mode. Several processes (serve
 // and its workers) may open the same file.
+//
+// Two helpers keep the hot paths cheap: Stmts prepares each statement once
+// (per pooled connection) instead of on every call, and Batcher commits
+// concurrent single-statement writes together (group commit).
 package sqlitedb
 
 import (
@@ -38,6 +42,9 @@ const FileName = "seren.db"
 // goroutine or process on the same file) before failing with SQLITE_BUSY.
 const busyTimeout = 10 * time.Second
 
+// maxConns is the size of the connection pool.
+const maxConns = 8
+
 // Open opens (creating if needed, with 0600 permissions) the SQLite
 // database at path and brings its schema up to date.
 func Open(ctx context.Context, path string) (*sql.DB, error) {
@@ -55,18 +62,30 @@ func Open(ctx context.Context, path string) (*sql.DB, error) {
 	if err := createFile(abs); err != nil {
 		return nil, err
 	}
+	db, err := openPool(abs)
+	if err != nil {
+		return nil, err
+	}
+	if err := setup(ctx, db, abs); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// openPool opens the connection pool on abs without touching the file.
+func openPool(abs string) (*sql.DB, error) {
 	db, err := sql.Open("sqlite", dsn(abs))
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", abs, err)
 	}
 	// One writer at a time is SQLite's rule anyway; a few connections let
 	// readers run beside it (WAL) without holding a page cache per goroutine.
-	db.SetMaxOpenConns(8)
-	db.SetMaxIdleConns(4)
-	if err := setup(ctx, db, abs); err != nil {
-		db.Close()
-		return nil, err
-	}
+	// All of them stay open when idle: a new connection costs its PRAGMAs
+	// and re-preparing every statement (Stmts), which a busy API would pay
+	// again and again if idle ones were closed.
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
 	return db, nil
 }
 
