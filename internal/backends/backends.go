@@ -266,7 +266,9 @@ func openEmbedded(ctx context.Context, c Config, parts Parts) (s *Set, err error
 // serve adopts workers that outlived its predecessor.
 func knownWorkers(store *jobstore.Store) func(context.Context) ([]launcher.Worker, error) {
 	return func(ctx context.Context) ([]launcher.Worker, error) {
-		active, err := store.Active(ctx)
+		// Only jobs with a worker: a deep queue must not make every
+		// Launcher.List (several a second) decode every queued job.
+		active, err := store.ActiveWithWorker(ctx)
 		if err != nil {
 			return nil, err
 		}

@@ -3,6 +3,8 @@ package jobstore
 import (
 	"context"
 	"fmt"
+
+	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
 )
 
 // ActiveCounter is an optional Driver method: count the jobs Driver.Active
@@ -30,4 +32,37 @@ func (s *Store) CountActive(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	return len(all), nil
+}
+
+// ActiveWorkerLister is an optional Driver method: list the jobs Driver.Active
+// would, restricted to those with a WorkerID, without reading the jobs that
+// wait in the queue. Drivers that lack it are served through Active.
+type ActiveWorkerLister interface {
+	ActiveWithWorker(ctx context.Context) ([]*jobs.Job, error)
+}
+
+// ActiveWithWorker returns the provisioning or running jobs that have a
+// worker recorded (WorkerID set), oldest first: the local launcher's view
+// of which workers should exist. Where the driver can, the queued jobs are
+// not read, so a deep queue does not make this cost more.
+func (s *Store) ActiveWithWorker(ctx context.Context) ([]*jobs.Job, error) {
+	l, ok := s.d.(ActiveWorkerLister)
+	if !ok {
+		all, err := s.Active(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := all[:0]
+		for _, j := range all {
+			if j.WorkerID != "" {
+				out = append(out, j)
+			}
+		}
+		return out, nil
+	}
+	all, err := l.ActiveWithWorker(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list active jobs with a worker: %w", err)
+	}
+	return s.keepActive(all), nil
 }

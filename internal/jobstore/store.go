@@ -122,6 +122,12 @@ func (s *Store) Active(ctx context.Context) ([]*jobs.Job, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list active jobs: %w", err)
 	}
+	return s.keepActive(all), nil
+}
+
+// keepActive drops the jobs that are not active or have expired and sorts
+// the rest oldest first.
+func (s *Store) keepActive(all []*jobs.Job) []*jobs.Job {
 	out := make([]*jobs.Job, 0, len(all))
 	for _, j := range all {
 		if j.Status.Active() && !s.expired(j) {
@@ -134,7 +140,7 @@ func (s *Store) Active(ctx context.Context) ([]*jobs.Job, error) {
 		}
 		return out[a].ID < out[b].ID
 	})
-	return out, nil
+	return out
 }
 
 // Apply reads the job, applies t at the store's clock and writes it back

@@ -34,6 +34,7 @@ const maxSecretLen = 256
 // opened by sqlitedb.Open.
 type Keys struct {
 	db  *sql.DB
+	st  *sqlitedb.Stmts // Verify runs on every API request
 	now func() time.Time
 }
 
@@ -48,7 +49,7 @@ func New(db *sql.DB, now func() time.Time) *Keys {
 	if now == nil {
 		now = time.Now
 	}
-	return &Keys{db: db, now: now}
+	return &Keys{db: db, st: sqlitedb.NewStmts(db), now: now}
 }
 
 // ValidateName checks a key name: 1 to 64 letters, digits, '.', '_' or '-'.
@@ -161,7 +162,7 @@ func (k *Keys) Verify(ctx context.Context, secret string) (string, error) {
 		id       string
 		lastUsed sql.NullInt64
 	)
-	err := k.db.QueryRowContext(ctx, `SELECT id, last_used_at FROM api_keys WHERE hash = ? AND revoked_at IS NULL`,
+	err := k.st.QueryRow(ctx, `SELECT id, last_used_at FROM api_keys WHERE hash = ? AND revoked_at IS NULL`,
 		hash(secret)).Scan(&id, &lastUsed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", apikeys.ErrInvalid

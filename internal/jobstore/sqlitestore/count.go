@@ -9,12 +9,12 @@ import (
 
 var _ jobstore.ActiveCounter = (*Driver)(nil)
 
-// CountActive counts provisioning and running jobs from the jobs_active
-// partial index alone (no table rows read, nothing decoded).
+// CountActive reads the number of provisioning and running jobs from the
+// counter the jobs table's triggers keep (one row, however many jobs are
+// queued).
 func (d *Driver) CountActive(ctx context.Context) (int, error) {
 	var n int
-	err := d.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM jobs
-		WHERE status IN ('provisioning', 'running')`).Scan(&n)
+	err := d.st.QueryRow(ctx, `SELECT value FROM job_counters WHERE name = 'active'`).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count active jobs: %w", err)
 	}

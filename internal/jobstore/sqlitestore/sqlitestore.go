@@ -1,9 +1,12 @@
 // Package sqlitestore is the embedded jobstore.Driver: jobs live in the
 // jobs table of the service's SQLite file (internal/sqlitedb). Each job is
 // stored whole as JSON beside the columns that queries filter and sort on
-// (owner, status, created_at, idempotency key, expiry) and a BLOB column
-// for the sealed credentials. Compare-and-set is an UPDATE guarded by the
-// version column.
+// (owner, status, created_at, idempotency key, expiry, worker id) and a
+// BLOB column for the sealed credentials. Compare-and-set is an UPDATE
+// guarded by the version column. Statements are prepared once
+// (sqlitedb.Stmts); the number of active jobs is a counter kept by
+// triggers (sqlitedb migration 5), so neither the concurrent-job limit nor
+// the list of running workers costs more as the queue grows.
 package sqlitestore
 
 import (
@@ -24,14 +27,18 @@ import (
 
 // Driver implements jobstore.Driver on a database opened by sqlitedb.Open.
 type Driver struct {
-	db *sql.DB
+	st    *sqlitedb.Stmts
+	batch *sqlitedb.Batcher // Create: concurrent submissions commit together
 }
 
 var _ jobstore.Driver = (*Driver)(nil)
 
 // New returns a driver on db. The caller owns db: Close does not close it,
 // because the queue, job log and API keys share the same file.
-func New(db *sql.DB) *Driver { return &Driver{db: db} }
+func New(db *sql.DB) *Driver {
+	st := sqlitedb.NewStmts(db)
+	return &Driver{st: st, batch: sqlitedb.NewBatcher(db, st)}
+}
 
 const columns = `doc, credentials, version`
 
@@ -62,55 +69,71 @@ func nullable(s string) any {
 	return s
 }
 
+// createAttempts bounds Create's retries when the job that made the insert
+// conflict is gone by the time it is read (purged in between).
+const createAttempts = 3
+
+const (
+	insertJob = `INSERT INTO jobs
+		(id, owner, idempotency_key, status, created_at, expires_at, version, credentials, worker_id, doc)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT DO NOTHING`
+	selectByID             = `SELECT ` + columns + ` FROM jobs WHERE id = ?`
+	selectByIdempotencyKey = `SELECT ` + columns + ` FROM jobs WHERE owner = ? AND idempotency_key = ?`
+)
+
 // Create inserts j; an existing job with the same id, or the same owner and
 // idempotency key, is returned with jobs.ErrDuplicate.
+//
+// The insert is one statement, committed together with the inserts of
+// concurrent Creates (sqlitedb.Batcher); only when it conflicts is the
+// existing job read.
 func (d *Driver) Create(ctx context.Context, j *jobs.Job) (*jobs.Job, error) {
 	doc, err := json.Marshal(j)
 	if err != nil {
 		return nil, fmt.Errorf("encode job: %w", err)
 	}
-	tx, err := d.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `INSERT INTO jobs
-		(id, owner, idempotency_key, status, created_at, expires_at, version, credentials, doc)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT DO NOTHING`,
-		j.ID, j.Owner, nullable(j.IdempotencyKey), string(j.Status), sqlitedb.Nanos(j.CreatedAt),
-		sqlitedb.Nanos(j.ExpiresAt), j.Version, j.Credentials, string(doc))
-	if err != nil {
-		return nil, fmt.Errorf("insert job: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return nil, err
-	}
-	if n == 1 {
-		if err := tx.Commit(); err != nil {
-			return nil, fmt.Errorf("commit job: %w", err)
+	for attempt := 1; ; attempt++ {
+		res, err := d.batch.Exec(ctx, insertJob,
+			j.ID, j.Owner, nullable(j.IdempotencyKey), string(j.Status), sqlitedb.Nanos(j.CreatedAt),
+			sqlitedb.Nanos(j.ExpiresAt), j.Version, j.Credentials, nullable(j.WorkerID), string(doc))
+		if err != nil {
+			return nil, fmt.Errorf("insert job: %w", err)
 		}
-		out := *j
-		return &out, nil
+		n, err := res.RowsAffected()
+		if err != nil {
+			return nil, err
+		}
+		if n == 1 {
+			out := *j
+			return &out, nil
+		}
+		existing, err := d.conflicting(ctx, j)
+		if err == nil {
+			return existing, jobs.ErrDuplicate
+		}
+		if !errors.Is(err, sql.ErrNoRows) || attempt == createAttempts {
+			return nil, fmt.Errorf("read existing job: %w", err)
+		}
+		// The conflicting job was deleted after the insert saw it: insert
+		// again.
 	}
-	var existing *jobs.Job
+}
+
+// conflicting reads the job that made inserting j conflict.
+func (d *Driver) conflicting(ctx context.Context, j *jobs.Job) (*jobs.Job, error) {
 	if j.IdempotencyKey != "" {
-		existing, err = scanJob(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM jobs
-			WHERE owner = ? AND idempotency_key = ?`, j.Owner, j.IdempotencyKey))
+		existing, err := scanJob(d.st.QueryRow(ctx, selectByIdempotencyKey, j.Owner, j.IdempotencyKey))
+		if !errors.Is(err, sql.ErrNoRows) {
+			return existing, err
+		}
 	}
-	if existing == nil {
-		existing, err = scanJob(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM jobs WHERE id = ?`, j.ID))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read existing job: %w", err)
-	}
-	return existing, jobs.ErrDuplicate
+	return scanJob(d.st.QueryRow(ctx, selectByID, j.ID))
 }
 
 // Get reads one job.
 func (d *Driver) Get(ctx context.Context, id string) (*jobs.Job, error) {
-	j, err := scanJob(d.db.QueryRowContext(ctx, `SELECT `+columns+` FROM jobs WHERE id = ?`, id))
+	j, err := scanJob(d.st.QueryRow(ctx, selectByID, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, jobs.ErrNotFound
 	}
@@ -126,10 +149,11 @@ func (d *Driver) Put(ctx context.Context, j *jobs.Job, expectVersion int64) erro
 	if err != nil {
 		return fmt.Errorf("encode job: %w", err)
 	}
-	res, err := d.db.ExecContext(ctx, `UPDATE jobs SET
-		status = ?, expires_at = ?, version = ?, credentials = ?, doc = ?
+	res, err := d.st.Exec(ctx, `UPDATE jobs SET
+		status = ?, expires_at = ?, version = ?, credentials = ?, worker_id = ?, doc = ?
 		WHERE id = ? AND version = ?`,
-		string(j.Status), sqlitedb.Nanos(j.ExpiresAt), j.Version, j.Credentials, string(doc), j.ID, expectVersion)
+		string(j.Status), sqlitedb.Nanos(j.ExpiresAt), j.Version, j.Credentials, nullable(j.WorkerID), string(doc),
+		j.ID, expectVersion)
 	if err != nil {
 		return fmt.Errorf("update job: %w", err)
 	}
@@ -141,7 +165,7 @@ func (d *Driver) Put(ctx context.Context, j *jobs.Job, expectVersion int64) erro
 		return nil
 	}
 	var one int
-	err = d.db.QueryRowContext(ctx, `SELECT 1 FROM jobs WHERE id = ?`, j.ID).Scan(&one)
+	err = d.st.QueryRow(ctx, `SELECT 1 FROM jobs WHERE id = ?`, j.ID).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return jobs.ErrNotFound
 	}
@@ -199,7 +223,8 @@ func (d *Driver) List(ctx context.Context, q jobstore.ListQuery) ([]*jobs.Job, s
 	}
 	// One extra row tells whether another page follows.
 	args = append(args, limit+1)
-	rows, err := d.db.QueryContext(ctx, `SELECT `+columns+`, created_at, id FROM jobs
+	// At most four query texts (status and cursor each present or not).
+	rows, err := d.st.Query(ctx, `SELECT `+columns+`, created_at, id FROM jobs
 		WHERE `+strings.Join(where, " AND ")+`
 		ORDER BY created_at DESC, id DESC LIMIT ?`, args...)
 	if err != nil {
@@ -258,22 +283,46 @@ func (r rowValues) Scan(dest ...any) error {
 
 // Active lists provisioning and running jobs, oldest first.
 func (d *Driver) Active(ctx context.Context) ([]*jobs.Job, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT `+columns+` FROM jobs
+	out, err := d.scanAll(ctx, `SELECT `+columns+` FROM jobs
 		WHERE status IN ('provisioning', 'running') ORDER BY created_at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("list active jobs: %w", err)
+	}
+	return out, nil
+}
+
+var _ jobstore.ActiveWorkerLister = (*Driver)(nil)
+
+// ActiveWithWorker lists the provisioning and running jobs that have a
+// worker recorded, oldest first, from the jobs_active_worker index: the
+// jobs waiting in the queue are not read at all.
+func (d *Driver) ActiveWithWorker(ctx context.Context) ([]*jobs.Job, error) {
+	// INDEXED BY: without statistics the planner would rather walk
+	// jobs_active, i.e. every queued job.
+	out, err := d.scanAll(ctx, `SELECT `+columns+` FROM jobs INDEXED BY jobs_active_worker
+		WHERE status IN ('provisioning', 'running') AND worker_id IS NOT NULL ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("list active jobs with a worker: %w", err)
+	}
+	return out, nil
+}
+
+func (d *Driver) scanAll(ctx context.Context, query string, args ...any) ([]*jobs.Job, error) {
+	rows, err := d.st.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	var out []*jobs.Job
 	for rows.Next() {
 		j, err := scanJob(rows)
 		if err != nil {
-			return nil, fmt.Errorf("list active jobs: %w", err)
+			return nil, err
 		}
 		out = append(out, j)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list active jobs: %w", err)
+		return nil, err
 	}
 	return out, nil
 }
@@ -281,7 +330,7 @@ func (d *Driver) Active(ctx context.Context) ([]*jobs.Job, error) {
 // DeleteExpired deletes jobs whose ExpiresAt is before now; their log
 // lines go with them (trigger jobs_delete_log).
 func (d *Driver) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
-	res, err := d.db.ExecContext(ctx, `DELETE FROM jobs WHERE expires_at < ?`, sqlitedb.Nanos(now))
+	res, err := d.st.Exec(ctx, `DELETE FROM jobs WHERE expires_at < ?`, sqlitedb.Nanos(now))
 	if err != nil {
 		return 0, fmt.Errorf("delete expired jobs: %w", err)
 	}

@@ -45,10 +45,11 @@ type Options struct {
 
 // Queue implements queue.Queue on a database opened by sqlitedb.Open.
 type Queue struct {
-	db   *sql.DB
-	name string
-	now  func() time.Time
-	poll time.Duration
+	st    *sqlitedb.Stmts
+	batch *sqlitedb.Batcher // Send: concurrent sends commit together
+	name  string
+	now   func() time.Time
+	poll  time.Duration
 
 	mu     sync.Mutex
 	wake   chan struct{} // closed and replaced by every Send
@@ -69,7 +70,8 @@ func New(db *sql.DB, opts Options) *Queue {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = DefaultPollInterval
 	}
-	return &Queue{db: db, name: opts.Name, now: opts.Now, poll: opts.PollInterval,
+	st := sqlitedb.NewStmts(db)
+	return &Queue{st: st, batch: sqlitedb.NewBatcher(db, st), name: opts.Name, now: opts.Now, poll: opts.PollInterval,
 		wake: make(chan struct{}), closed: make(chan struct{})}
 }
 
@@ -105,7 +107,7 @@ func (q *Queue) Send(ctx context.Context, jobID string) error {
 		return errors.New("send: empty job id")
 	}
 	now := sqlitedb.Nanos(q.now())
-	if _, err := q.db.ExecContext(ctx, `INSERT INTO queue_messages (queue, job_id, visible_at, sent_at)
+	if _, err := q.batch.Exec(ctx, `INSERT INTO queue_messages (queue, job_id, visible_at, sent_at)
 		VALUES (?, ?, ?, ?)`, q.name, jobID, now, now); err != nil {
 		return fmt.Errorf("send job %s to queue %s: %w", jobID, q.name, err)
 	}
@@ -154,7 +156,7 @@ func (q *Queue) Receive(ctx context.Context, n int, visibility, wait time.Durati
 
 func (q *Queue) claim(ctx context.Context, n int, visibility time.Duration) ([]queue.Delivery, error) {
 	now := q.now()
-	rows, err := q.db.QueryContext(ctx, `UPDATE queue_messages
+	rows, err := q.st.Query(ctx, `UPDATE queue_messages
 		SET visible_at = ?, receive_count = receive_count + 1, receipt = lower(hex(randomblob(16)))
 		WHERE id IN (
 			SELECT id FROM queue_messages
@@ -198,7 +200,7 @@ func (q *Queue) claim(ctx context.Context, n int, visibility time.Duration) ([]q
 // visible, so a waiting Receive does not sleep past it.
 func (q *Queue) nextVisible(ctx context.Context) (time.Time, bool, error) {
 	var next sql.NullInt64
-	err := q.db.QueryRowContext(ctx, `SELECT MIN(visible_at) FROM queue_messages WHERE queue = ? AND visible_at > ?`,
+	err := q.st.QueryRow(ctx, `SELECT MIN(visible_at) FROM queue_messages WHERE queue = ? AND visible_at > ?`,
 		q.name, sqlitedb.Nanos(q.now())).Scan(&next)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("receive from queue %s: %w", q.name, err)
@@ -227,7 +229,7 @@ func (q *Queue) Ack(ctx context.Context, d queue.Delivery) error {
 	if err != nil {
 		return fmt.Errorf("ack job %s: %w", d.JobID, err)
 	}
-	if _, err := q.db.ExecContext(ctx, `DELETE FROM queue_messages WHERE id = ? AND receipt = ?`, id, token); err != nil {
+	if _, err := q.st.Exec(ctx, `DELETE FROM queue_messages WHERE id = ? AND receipt = ?`, id, token); err != nil {
 		return fmt.Errorf("ack job %s: %w", d.JobID, err)
 	}
 	return nil
@@ -243,7 +245,7 @@ func (q *Queue) Retry(ctx context.Context, d queue.Delivery, delay time.Duration
 		return fmt.Errorf("retry job %s: %w", d.JobID, err)
 	}
 	at := q.now().Add(max(0, delay))
-	if _, err := q.db.ExecContext(ctx, `UPDATE queue_messages SET visible_at = ? WHERE id = ? AND receipt = ?`,
+	if _, err := q.st.Exec(ctx, `UPDATE queue_messages SET visible_at = ? WHERE id = ? AND receipt = ?`,
 		sqlitedb.Nanos(at), id, token); err != nil {
 		return fmt.Errorf("retry job %s: %w", d.JobID, err)
 	}
