@@ -99,9 +99,9 @@ type handler struct {
 	keyMu  sync.Mutex
 	perKey map[string]*rate.Limiter
 
-	// admit serializes the concurrent-job count and the insert, so a burst
-	// of submissions cannot overshoot the limit within this process.
-	admit sync.Mutex
+	// admission decides submissions against the concurrent-job limit, so
+	// a burst cannot overshoot it within this process.
+	admission admitter
 }
 
 // New returns the API handler. It panics if a required piece (Store,
@@ -148,6 +148,7 @@ func New(cfg Config) http.Handler {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &handler{cfg: cfg, log: cfg.Logger, now: cfg.Now, perKey: map[string]*rate.Limiter{}}
+	h.admission.h = h
 	if cfg.RateLimit > 0 {
 		h.global = rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.RateBurst)
 	}
@@ -230,6 +231,9 @@ func (h *handler) notRouted(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) accessLog(r *http.Request, sw *statusWriter, info *reqInfo, start time.Time) {
+	if !h.log.Enabled(r.Context(), slog.LevelInfo) {
+		return // not even the attributes are built
+	}
 	status := sw.status
 	if status == 0 {
 		status = http.StatusOK

@@ -96,38 +96,36 @@ var (
 )
 
 // admitAndCreate checks the concurrent-job limit, seals the credentials
-// (bound to the job id, before anything is stored) and inserts the job,
-// under one lock so a burst cannot overshoot the limit within this
-// process. It returns the new job, or the job an earlier submit with the
-// same idempotency key created, or errAtLimit. A rejected submit costs no
-// sealing (a KMS call on AWS).
+// (bound to the job id, before anything is stored), inserts the job and
+// queues it. It returns the new job, or the job an earlier submit with the
+// same idempotency key created, or errAtLimit.
+//
+// Unless the last admission decision left room, the limit is checked
+// before sealing, so a submit turned away at the limit costs no sealing (a
+// KMS call on AWS). The admitter then decides it together with the other
+// submissions waiting, so a burst cannot overshoot the limit within this
+// process. Sealing happens before admission: it only needs the job id, and
+// on AWS it is a network round trip that would otherwise hold up every
+// other submit.
 func (h *handler) admitAndCreate(ctx context.Context, job *jobs.Job, creds jobs.Credentials) (created, existing *jobs.Job, err error) {
-	h.admit.Lock()
-	defer h.admit.Unlock()
-	n, err := h.cfg.Store.CountActive(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	if n >= h.cfg.MaxConcurrentJobs {
-		// A retried submit whose job is still active gets that job, not 429.
-		if job.IdempotencyKey != "" {
-			active, err := h.cfg.Store.Active(ctx)
-			if err != nil {
-				return nil, nil, err
-			}
-			for _, a := range active {
-				if a.Owner == job.Owner && a.IdempotencyKey == job.IdempotencyKey {
-					return nil, a, nil
-				}
-			}
+	if !h.admission.hadRoom() {
+		if existing, err := h.checkLimit(ctx, job); err != nil || existing != nil {
+			return nil, existing, err
 		}
-		return nil, nil, errAtLimit
 	}
 	sealed, err := h.cfg.Keeper.SealCredentials(ctx, job.ID, creds)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", errSeal, err)
 	}
 	job.Credentials = sealed
+
+	t := h.admission.admit(job)
+	if t.err != nil || t.existing != nil {
+		return nil, t.existing, t.err
+	}
+	// The next admission decision waits until this job is stored and
+	// queued, or has failed.
+	defer t.release()
 	got, err := h.cfg.Store.Create(ctx, job)
 	if errors.Is(err, jobs.ErrDuplicate) && got != nil && got.Owner == job.Owner && job.IdempotencyKey != "" {
 		return nil, got, nil
@@ -135,8 +133,7 @@ func (h *handler) admitAndCreate(ctx context.Context, job *jobs.Job, creds jobs.
 	if err != nil {
 		return nil, nil, err
 	}
-	// The job exists now: queue it even if the client has gone away. Still
-	// under the lock, so submissions do not contend for SQLite's write lock.
+	// The job exists now: queue it even if the client has gone away.
 	ctx = context.WithoutCancel(ctx)
 	if err := h.cfg.Queue.Send(ctx, got.ID); err != nil {
 		// Never leave a job that no worker will pick up: fail it with the
@@ -149,6 +146,30 @@ func (h *handler) admitAndCreate(ctx context.Context, job *jobs.Job, creds jobs.
 		return failed, nil, nil
 	}
 	return got, nil, nil
+}
+
+// checkLimit returns errAtLimit when MaxConcurrentJobs jobs are active,
+// except that a retried submit whose job is still active gets that job.
+func (h *handler) checkLimit(ctx context.Context, job *jobs.Job) (existing *jobs.Job, err error) {
+	n, err := h.cfg.Store.CountActive(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if n < h.cfg.MaxConcurrentJobs {
+		return nil, nil
+	}
+	if job.IdempotencyKey != "" {
+		active, err := h.cfg.Store.Active(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range active {
+			if a.Owner == job.Owner && a.IdempotencyKey == job.IdempotencyKey {
+				return a, nil
+			}
+		}
+	}
+	return nil, errAtLimit
 }
 
 func checkIdempotencyKey(k string) string {
