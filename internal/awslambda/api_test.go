@@ -70,6 +70,10 @@ func TestAPIFunctionThroughRIE(t *testing.T) {
 	}
 	responses := []string{string(body)}
 
+	// The job is stored with its credentials sealed.
+	if j := s.job(t, created.JobID); len(j.Credentials) == 0 {
+		t.Fatalf("submitted job stored without sealed credentials")
+	}
 	// The queue holds the job id and nothing else.
 	msgs := s.receive(t, s.queueURL, 5e9)
 	if len(msgs) != 1 || aws.ToString(msgs[0].Body) != created.JobID {
@@ -107,8 +111,9 @@ func TestAPIFunctionThroughRIE(t *testing.T) {
 	if resp.StatusCode != http.StatusConflict {
 		t.Fatalf("second cancel: %d %s", resp.StatusCode, body)
 	}
-	if j := s.job(t, created.JobID); j.Status != jobs.StatusCancelled || len(j.Credentials) == 0 {
-		t.Fatalf("stored job: %s, %d bytes of sealed credentials", j.Status, len(j.Credentials))
+	// An ended job keeps no credentials, not even sealed ones.
+	if j := s.job(t, created.JobID); j.Status != jobs.StatusCancelled || len(j.Credentials) != 0 {
+		t.Fatalf("stored job: %s, %d bytes of sealed credentials left", j.Status, len(j.Credentials))
 	}
 
 	// Cancelling a running job terminates its worker instance before the

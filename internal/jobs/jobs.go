@@ -203,9 +203,14 @@ func (t Transition) Apply(j *Job, now time.Time) error {
 	if t.apply != nil {
 		t.apply(j, now)
 	}
-	if t.To.Terminal() && j.CompletedAt == nil {
-		n := now
-		j.CompletedAt = &n
+	if t.To.Terminal() {
+		if j.CompletedAt == nil {
+			n := now
+			j.CompletedAt = &n
+		}
+		// Nothing runs an ended job again: its sealed credentials are
+		// dropped rather than kept until the record expires.
+		j.Credentials = nil
 	}
 	j.UpdatedAt = now
 	return nil

@@ -864,6 +864,12 @@ func testCredentials(t *testing.T, s *jobstore.Store, b *bundle) {
 		t.Errorf("job JSON mentions credentials: %s", raw)
 	}
 
+	// An ended job keeps no credentials.
+	mustApply(t, s, j.ID, jobs.Completed(nil))
+	if got := mustGet(t, s, j.ID); len(got.Credentials) != 0 {
+		t.Errorf("completed job still holds %d bytes of sealed credentials", len(got.Credentials))
+	}
+
 	none := sampleJob("owner-a")
 	none.Credentials = nil
 	nj := mustCreate(t, s, none)
