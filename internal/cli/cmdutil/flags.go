@@ -88,3 +88,13 @@ func (f *SelectionFlags) Given() bool {
 
 // DefaultJobs is the default number of parallel streams.
 func DefaultJobs() int { return runtime.NumCPU() }
+
+// Parse returns both URLs and the selection rules: what every command that
+// works on a source/target pair starts with.
+func Parse(conn *ConnFlags, sel *SelectionFlags) (src, dst pg.URL, rules *selection.Rules, err error) {
+	if src, dst, err = conn.Parse(); err != nil {
+		return
+	}
+	rules, err = sel.Rules()
+	return
+}

@@ -99,11 +99,7 @@ func Run(ctx context.Context, opts *Options) error {
 	if opts.Jobs < 1 {
 		return cmdutil.UsageError(fmt.Errorf("--jobs must be at least 1, got %d", opts.Jobs))
 	}
-	src, dst, err := opts.Conn.Parse()
-	if err != nil {
-		return err
-	}
-	rules, err := opts.Selection.Rules()
+	src, dst, rules, err := cmdutil.Parse(&opts.Conn, &opts.Selection)
 	if err != nil {
 		return err
 	}

@@ -78,11 +78,7 @@ func run(ctx context.Context, opts *Options) error {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	src, dst, err := opts.Conn.Parse()
-	if err != nil {
-		return err
-	}
-	rules, err := opts.Selection.Rules()
+	src, dst, rules, err := cmdutil.Parse(&opts.Conn, &opts.Selection)
 	if err != nil {
 		return err
 	}

@@ -72,11 +72,7 @@ func run(ctx context.Context, opts *Options) error {
 	if opts.Output != "table" && opts.Output != "json" {
 		return cmdutil.UsageError(fmt.Errorf("--output %q: use table or json", opts.Output))
 	}
-	src, dst, err := opts.Conn.Parse()
-	if err != nil {
-		return err
-	}
-	rules, err := opts.Selection.Rules()
+	src, dst, rules, err := cmdutil.Parse(&opts.Conn, &opts.Selection)
 	if err != nil {
 		return err
 	}

@@ -85,11 +85,7 @@ func run(ctx context.Context, opts *Options) error {
 	if opts.ChunkRows < 1 || opts.MaxRanges < 1 || opts.Rechecks < 0 || opts.CatchupTimeout < 0 {
 		return cmdutil.UsageError(errors.New("--chunk-rows and --max-ranges must be at least 1; --rechecks and --catchup-timeout must not be negative"))
 	}
-	src, dst, err := opts.Conn.Parse()
-	if err != nil {
-		return err
-	}
-	rules, err := opts.Selection.Rules()
+	src, dst, rules, err := cmdutil.Parse(&opts.Conn, &opts.Selection)
 	if err != nil {
 		return err
 	}
