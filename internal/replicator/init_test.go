@@ -45,11 +45,6 @@ func fixture(t *testing.T, src *pgtest.Cluster, db string) (owner, reader string
 	owner, reader = db+"_owner", db+"_reader"
 	src.Exec(t, "postgres", fmt.Sprintf(`CREATE ROLE %s LOGIN PASSWORD 'owner-secret'; CREATE ROLE %s NOLOGIN; GRANT %s TO %s;
 COMMENT ON ROLE %s IS 'fixture owner'`, owner, reader, reader, owner, owner))
-	t.Cleanup(func() {
-		for _, c := range []string{"postgres"} {
-			_ = c
-		}
-	})
 	sql, err := os.ReadFile("testdata/fixture.sql")
 	if err != nil {
 		t.Fatal(err)
