@@ -10,6 +10,12 @@
 //
 //	src, dst := pgtest.Pair(t)
 //	url := src.NewDB(t) // a fresh database, dropped after the test
+//
+// Other majors (the version matrix) come from $SEREN_PG_BIN_<major>, which
+// scripts/pgversions.sh exports after installing them; a test asking for a
+// major that is not installed skips locally and fails in CI (CI=true):
+//
+//	src, dst := pgtest.PairVersions(t, 12, 18)
 package pgtest
 
 import (
@@ -41,10 +47,15 @@ type Options struct {
 	Settings []string
 	// Password of the superuser "postgres"; random when empty.
 	Password string
+	// Major is the server's major version (12, 13, …); 0 means the
+	// machine's default binaries (BinDir).
+	Major int
 }
 
 // Cluster is one running PostgreSQL server.
 type Cluster struct {
+	// Major is the server's major version, e.g. 15.
+	Major    int
 	BinDir   string
 	Dir      string
 	Port     int
@@ -90,9 +101,13 @@ func Pair(t testing.TB) (source, target *Cluster) {
 	return src, dst
 }
 
-// New starts a dedicated cluster for one test; it is removed when the test ends.
+// New starts a dedicated cluster for one test; it is removed when the test
+// ends. When opts.Major is not installed the test skips, or fails in CI.
 func New(t testing.TB, opts Options) *Cluster {
 	t.Helper()
+	if opts.Major != 0 {
+		RequireMajor(t, opts.Major)
+	}
 	c, err := start(opts)
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
@@ -120,17 +135,74 @@ func BinDir() (string, error) {
 	return "", fmt.Errorf("no PostgreSQL server binaries found (install postgresql-15 or set PG_BINDIR)")
 }
 
+// MajorBinDir finds the server binaries of one major version:
+// $SEREN_PG_BIN_<major> (exported by scripts/pgversions.sh), else
+// /usr/lib/postgresql/<major>/bin.
+func MajorBinDir(major int) (string, error) {
+	var tried []string
+	if d := os.Getenv(fmt.Sprintf("SEREN_PG_BIN_%d", major)); d != "" {
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d, nil
+		}
+		tried = append(tried, d)
+	}
+	d := fmt.Sprintf("/usr/lib/postgresql/%d/bin", major)
+	if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+		return d, nil
+	}
+	tried = append(tried, d)
+	return "", fmt.Errorf("PostgreSQL %d server binaries not found (looked in %s); run scripts/pgversions.sh, or set SEREN_PG_BIN_%d",
+		major, strings.Join(tried, ", "), major)
+}
+
+// InCI reports whether the tests run in CI (CI=true), where a missing
+// PostgreSQL major is a failure, not a skip.
+func InCI() bool {
+	v := strings.ToLower(os.Getenv("CI"))
+	return v == "true" || v == "1"
+}
+
+// RequireMajor skips the test (or fails it in CI) unless every named major
+// is installed.
+func RequireMajor(t testing.TB, majors ...int) {
+	t.Helper()
+	for _, m := range majors {
+		if _, err := MajorBinDir(m); err != nil {
+			if InCI() {
+				t.Fatalf("pgtest: %v", err)
+			}
+			t.Skipf("pgtest: %v", err)
+		}
+	}
+}
+
+// PairVersions starts a dedicated source (wal_level=logical, like every
+// cluster here) of major srcMajor and a target of major dstMajor for one
+// test; both are removed when the test ends. It skips the test (fails it in
+// CI) when a major is not installed.
+func PairVersions(t testing.TB, srcMajor, dstMajor int) (source, target *Cluster) {
+	t.Helper()
+	RequireMajor(t, srcMajor, dstMajor)
+	return New(t, Options{Major: srcMajor}), New(t, Options{Major: dstMajor})
+}
+
 func majorOf(dir string) int {
 	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(dir)))
 	return n
 }
 
 func start(opts Options) (*Cluster, error) {
-	bin, err := BinDir()
+	var bin string
+	var err error
+	if opts.Major != 0 {
+		bin, err = MajorBinDir(opts.Major)
+	} else {
+		bin, err = BinDir()
+	}
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{BinDir: bin, User: "postgres", Password: opts.Password}
+	c := &Cluster{BinDir: bin, User: "postgres", Password: opts.Password, Major: opts.Major}
 	if c.Password == "" {
 		c.Password = "pw-" + randHex(8)
 	}
@@ -212,10 +284,31 @@ func start(opts Options) (*Cluster, error) {
 		c.Remove()
 		return nil, err
 	}
+	if c.Major == 0 {
+		if c.Major, err = c.serverMajor(); err != nil {
+			c.Remove()
+			return nil, err
+		}
+	}
 	mu.Lock()
 	shared = append(shared, c)
 	mu.Unlock()
 	return c, nil
+}
+
+func (c *Cluster) serverMajor() (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.URL("postgres").Secret())
+	if err != nil {
+		return 0, fmt.Errorf("connect to read the server version: %w", err)
+	}
+	defer conn.Close(ctx)
+	v, err := pg.ServerVersion(ctx, conn)
+	if err != nil {
+		return 0, err
+	}
+	return v / 10000, nil
 }
 
 func (c *Cluster) data() string { return filepath.Join(c.Dir, "data") }
