@@ -20,8 +20,9 @@ type Database struct {
 	Encoding   string
 	Collate    string
 	Ctype      string
-	LocaleProv string // 'c' libc, 'i' icu ("" before PG 15)
-	IcuLocale  string
+	LocaleProv string // 'c' libc, 'i' icu, 'b' builtin (17+); "" before PG 15
+	IcuLocale  string // the ICU (or, 17+, builtin) locale: daticulocale, datlocale from 17
+
 	ConnLimit  int
 	Comment    string
 	SizeBytes  int64
@@ -37,7 +38,10 @@ func ListDatabases(ctx context.Context, q pg.Querier, rules *selection.Rules) ([
 		return nil, err
 	}
 	locale := "''::text, ''::text"
-	if ver >= 150000 {
+	switch {
+	case ver >= 170000: // 17 renamed daticulocale to datlocale (it also holds the builtin provider's locale)
+		locale = "d.datlocprovider::text, coalesce(d.datlocale, '')"
+	case ver >= 150000:
 		locale = "d.datlocprovider::text, coalesce(d.daticulocale, '')"
 	}
 	rows, err := q.Query(ctx, `

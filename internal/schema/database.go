@@ -106,8 +106,11 @@ func createDatabase(ctx context.Context, dst *pgx.Conn, db catalog.Database, war
 	_ = dst.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", db.Owner).Scan(&ownerExists)
 	opts := []string{"TEMPLATE template0", "ENCODING " + pg.Literal(db.Encoding)}
 	locale := []string{"LC_COLLATE " + pg.Literal(db.Collate), "LC_CTYPE " + pg.Literal(db.Ctype)}
-	if db.LocaleProv == "i" {
+	switch db.LocaleProv {
+	case "i":
 		locale = append(locale, "LOCALE_PROVIDER icu", "ICU_LOCALE "+pg.Literal(db.IcuLocale))
+	case "b": // PostgreSQL 17+
+		locale = append(locale, "LOCALE_PROVIDER builtin", "BUILTIN_LOCALE "+pg.Literal(db.IcuLocale))
 	}
 	if db.ConnLimit >= 0 {
 		opts = append(opts, fmt.Sprintf("CONNECTION LIMIT %d", db.ConnLimit))
