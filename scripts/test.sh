@@ -25,6 +25,9 @@ if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
 fi
 go version
 ls -d /usr/lib/postgresql/*/bin 2>/dev/null || true
+# The other PostgreSQL majors of the version matrix (cached npm builds):
+# exports SEREN_PG_BIN_12 … SEREN_PG_BIN_18 for internal/testutil/pgtest.
+. scripts/pgversions.sh
 
 step "go vet"
 go vet ./...
@@ -42,7 +45,13 @@ step "go test (real PostgreSQL, race detector)"
 short=()
 [ -n "${SHORT:-}" ] && short=(-short)
 # The AWS suites need the emulators: scripts/test-aws.sh runs them below.
-SEREN_AWS_TESTS=elsewhere go test -race -count=1 -timeout 40m "${short[@]}" ./...
+# The version matrix runs in its own step below (without -race: its time is
+# the servers', and it starts three clusters per pair).
+SEREN_AWS_TESTS=elsewhere go test -race -count=1 -timeout 40m "${short[@]}" -skip '^TestMatrix$' ./...
+
+step "PostgreSQL version matrix (12→18, 13→17, 14→16, 15→15, 15→17; SHORT=1: 12→18)"
+# Pairs run two at a time (TestMatrix bounds it); nothing else runs meanwhile.
+go test -count=1 -timeout 20m "${short[@]}" -run '^TestMatrix$' ./internal/replicator
 
 step "fuzz the job-request validator (seed corpus + 20 s)"
 go test -run='^$' -fuzz='^FuzzDecodeRequest$' -fuzztime=20s -fuzzminimizetime=5s ./internal/jobs
