@@ -82,6 +82,22 @@ CREATE UNIQUE INDEX order_totals_pk ON app.order_totals (customer_id);
 ALTER TABLE app.orders ENABLE ROW LEVEL SECURITY;
 CREATE POLICY orders_reader ON app.orders FOR SELECT TO {{reader}} USING (total < 1000);
 
+-- Version-dependent objects (the version matrix runs this on 12–15 sources).
+DO $$
+BEGIN
+  IF current_setting('server_version_num')::int >= 140000 THEN
+    -- 14+: multiranges (every range type brings one).
+    EXECUTE 'CREATE TABLE app.bookings (id int PRIMARY KEY, busy app.floatmultirange, during datemultirange)';
+    EXECUTE $q$INSERT INTO app.bookings SELECT g, app.floatmultirange(app.floatrange(g, g + 1), app.floatrange(g + 5, NULL)),
+      datemultirange(daterange(date '2024-01-01' + g, date '2024-01-03' + g)) FROM generate_series(1, 300) g$q$;
+  END IF;
+  IF current_setting('server_version_num')::int >= 150000 THEN
+    -- 15+: unique constraints where NULLs collide.
+    EXECUTE 'CREATE TABLE app.seats (row_no int, seat text, CONSTRAINT seats_unique UNIQUE NULLS NOT DISTINCT (row_no, seat))';
+    EXECUTE $q$INSERT INTO app.seats VALUES (1, 'a'), (1, NULL), (NULL, NULL), (2, 'b')$q$;
+  END IF;
+END $$;
+
 RESET ROLE;
 GRANT USAGE ON SCHEMA app TO {{reader}};
 GRANT SELECT ON app.customers, app.orders TO {{reader}};
