@@ -143,7 +143,7 @@ FROM pg_roles r WHERE r.rolname = current_user`).Scan(&s.user, &s.super, &s.repl
 		return nil, fmt.Errorf("read role: %w", err)
 	}
 	rows, err := q.Query(ctx, `SELECT name, setting FROM pg_settings WHERE name IN
-('wal_level', 'max_replication_slots', 'max_wal_senders', 'max_slot_wal_keep_size', 'max_logical_replication_workers',
+('wal_level', 'max_replication_slots', 'max_wal_senders', 'max_slot_wal_keep_size', 'max_logical_replication_workers', 'max_active_replication_origins',
  'max_worker_processes', 'rds.logical_replication')`)
 	if err != nil {
 		return nil, fmt.Errorf("read settings: %w", err)
@@ -344,14 +344,17 @@ func (v *validator) checkTargetServer(ctx context.Context, dst *pgx.Conn) error 
 			fmt.Sprintf("%d subscriptions will run (one apply worker each), max_logical_replication_workers is %d", total, w),
 			fmt.Sprintf("ALTER SYSTEM SET max_logical_replication_workers = %d; ALTER SYSTEM SET max_worker_processes = %d; then restart the target server", total+2, max(ti.int("max_worker_processes"), total+4)))
 	}
-	if ti.version < 170000 {
-		// Before PostgreSQL 17, replication origins (one per subscription)
-		// are limited by max_replication_slots on the subscriber.
-		if s := ti.int("max_replication_slots"); s < total {
-			v.add(Blocker, "target", "", "max_replication_slots",
-				fmt.Sprintf("%d subscriptions need %d replication origins, limited by the target's max_replication_slots = %d", total, total, s),
-				fmt.Sprintf("ALTER SYSTEM SET max_replication_slots = %d; then restart the target server", total))
-		}
+	// Each subscription tracks its progress in a replication origin on the
+	// target: limited by max_replication_slots up to PostgreSQL 17, by
+	// max_active_replication_origins from 18 on.
+	origins := "max_replication_slots"
+	if ti.version >= 180000 {
+		origins = "max_active_replication_origins"
+	}
+	if s := ti.int(origins); s < total {
+		v.add(Blocker, "target", "", origins,
+			fmt.Sprintf("%d subscriptions need %d replication origins, limited by the target's %s = %d", total, total, origins, s),
+			fmt.Sprintf("ALTER SYSTEM SET %s = %d; then restart the target server", origins, total))
 	}
 	return nil
 }
