@@ -152,14 +152,14 @@ WHERE d.datname = $1`, db)
 	var role, kv string
 	var stmts []string
 	if _, err := pgx.ForEachRow(rows, []any{&role, &kv}, func() error {
-		k, v, ok := strings.Cut(kv, "=")
+		set, ok := setClause(kv)
 		if !ok {
 			return nil
 		}
 		if role == "" {
-			stmts = append(stmts, "ALTER DATABASE "+pg.Ident(db)+" SET "+pg.Ident(k)+" TO "+pg.Literal(v))
+			stmts = append(stmts, "ALTER DATABASE "+pg.Ident(db)+" SET "+set)
 		} else {
-			stmts = append(stmts, "ALTER ROLE "+pg.Ident(role)+" IN DATABASE "+pg.Ident(db)+" SET "+pg.Ident(k)+" TO "+pg.Literal(v))
+			stmts = append(stmts, "ALTER ROLE "+pg.Ident(role)+" IN DATABASE "+pg.Ident(db)+" SET "+set)
 		}
 		return nil
 	}); err != nil {

@@ -193,8 +193,8 @@ WHERE m.oid > 10 AND (r.rolname !~ '^pg_' OR r.rolname IN ('pg_read_all_data', '
 		var sets []string
 		_, _ = pgx.ForEachRow(srows, []any{&n, &kv}, func() error {
 			if created[n] {
-				if k, v, ok := strings.Cut(kv, "="); ok {
-					sets = append(sets, "ALTER ROLE "+pg.Ident(n)+" SET "+pg.Ident(k)+" TO "+pg.Literal(v))
+				if set, ok := setClause(kv); ok {
+					sets = append(sets, "ALTER ROLE "+pg.Ident(n)+" SET "+set)
 				}
 			}
 			return nil
