@@ -56,6 +56,10 @@ func matrixPair(t *testing.T, srcMajor, dstMajor int) {
 	dst := pgtest.New(t, pgtest.Options{Major: dstMajor, Settings: small})
 	db, _ := src.NewDB(t, dst)
 	owner, reader := fixture(t, src, db)
+	src.Exec(t, "postgres", fmt.Sprintf(`ALTER ROLE %[1]s CONNECTION LIMIT 5 VALID UNTIL '2099-01-01 00:00:00+00';
+ALTER ROLE %[1]s SET search_path = app, public; GRANT %[2]s TO %[1]s WITH ADMIN OPTION;
+ALTER DATABASE %[3]s SET search_path = app, "Odd Schema ""quoted""", public;
+ALTER ROLE %[1]s IN DATABASE %[3]s SET search_path = "$user", app`, owner, reader, db))
 	src.Exec(t, db, `
 CREATE TABLE accounts (id bigserial PRIMARY KEY, balance numeric NOT NULL, note text);
 INSERT INTO accounts (balance, note) SELECT g, 'seed' FROM generate_series(1, 20000) g;
@@ -87,6 +91,13 @@ INSERT INTO audit SELECT 'seed', now() FROM generate_series(1, 5000);`)
 	}
 	t.Logf("%d changes on the source during and after init (%d during)", ops.Load(), before)
 
+	// status reads both sides' replication catalogs.
+	code, out, errOut = runCLI(t, "status", "--source", adminURL(src), "--target", adminURL(dst),
+		"--include-databases", db, "--output", "json")
+	if code != 0 || !strings.Contains(out, db) {
+		t.Fatalf("status exit %d\n%s\n%s", code, out, errOut)
+	}
+
 	// cutover waits for zero lag, copies sequences and removes the
 	// replication set-up; verify then compares both sides.
 	code, out, errOut = runCLI(t, "cutover", "--source", adminURL(src), "--target", adminURL(dst),
@@ -109,6 +120,9 @@ INSERT INTO audit SELECT 'seed', now() FROM generate_series(1, 5000);`)
 	}
 	if diff := dbcompare.Diff(rowsOnly(a), rowsOnly(b)); diff != "" {
 		t.Fatalf("rows differ after cutover:\n%s", diff)
+	}
+	if diff := dbcompare.Diff(roleState(t, src, owner, reader), roleState(t, dst, owner, reader)); diff != "" {
+		t.Fatalf("roles differ:\n%s", diff)
 	}
 
 	matrixRowFilter(t, src, dst)
@@ -160,6 +174,46 @@ INSERT INTO items SELECT g, g FROM generate_series(1, 1000) g;`)
 	if want := 100*101/2 - 3 + 7 + 50; n != 101 || sum != want {
 		t.Fatalf("target holds %d rows summing to %d, want 101 rows summing to %d", n, sum, want)
 	}
+}
+
+// roleState lists the attributes, password hash, settings and memberships
+// of the named roles, in columns every major since 12 has.
+func roleState(t *testing.T, c *pgtest.Cluster, names ...string) dbcompare.Snapshot {
+	t.Helper()
+	ctx := context.Background()
+	var out dbcompare.Snapshot
+	for _, q := range []string{
+		`SELECT 'role', rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication, rolbypassrls,
+		        rolconnlimit, coalesce(rolvaliduntil::text, ''), coalesce(rolpassword, ''),
+		        coalesce((SELECT setconfig::text FROM pg_db_role_setting WHERE setrole = a.oid AND setdatabase = 0), '')
+		 FROM pg_authid a WHERE rolname = ANY($1)`,
+		`SELECT 'member', r.rolname, m.rolname, am.admin_option
+		 FROM pg_auth_members am JOIN pg_roles r ON r.oid = am.roleid JOIN pg_roles m ON m.oid = am.member
+		 WHERE r.rolname = ANY($1) OR m.rolname = ANY($1)`,
+	} {
+		rows, err := c.Conn(t, "postgres").Query(ctx, q, names)
+		if err != nil {
+			t.Fatalf("read roles: %v", err)
+		}
+		for rows.Next() {
+			vals, err := rows.Values()
+			if err != nil {
+				t.Fatalf("read roles: %v", err)
+			}
+			parts := make([]string, len(vals))
+			for i, v := range vals {
+				parts[i] = fmt.Sprint(v)
+			}
+			out = append(out, strings.Join(parts, " | "))
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatalf("read roles: %v", err)
+		}
+	}
+	if len(out) < len(names) {
+		t.Fatalf("roles %v: found only %v", names, out)
+	}
+	return out
 }
 
 // dumpRestore copies db from src to a new database of the same name on dst
