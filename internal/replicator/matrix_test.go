@@ -91,6 +91,13 @@ INSERT INTO audit SELECT 'seed', now() FROM generate_series(1, 5000);`)
 	}
 	t.Logf("%d changes on the source during and after init (%d during)", ops.Load(), before)
 
+	// Re-running sync keeps what init set up (it reads the publication,
+	// slot and subscription back from each side's catalogs).
+	code, out, errOut = runCLI(t, "sync", "--source", adminURL(src), "--target", adminURL(dst), "--include-databases", db)
+	if code != 0 {
+		t.Fatalf("sync re-run exit %d\n%s\n%s", code, out, errOut)
+	}
+
 	// status reads both sides' replication catalogs.
 	code, out, errOut = runCLI(t, "status", "--source", adminURL(src), "--target", adminURL(dst),
 		"--include-databases", db, "--output", "json")
