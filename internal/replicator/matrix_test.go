@@ -56,6 +56,9 @@ func matrixPair(t *testing.T, srcMajor, dstMajor int) {
 	dst := pgtest.New(t, pgtest.Options{Major: dstMajor, Settings: small})
 	db, _ := src.NewDB(t, dst)
 	owner, reader := fixture(t, src, db)
+	// An MD5 password hash, the default before PostgreSQL 14 (18 deprecates
+	// MD5 but still takes the hash).
+	src.Exec(t, "postgres", fmt.Sprintf(`SET password_encryption = 'md5'; ALTER ROLE %s PASSWORD 'owner-secret'`, owner))
 	src.Exec(t, "postgres", fmt.Sprintf(`ALTER ROLE %[1]s CONNECTION LIMIT 5 VALID UNTIL '2099-01-01 00:00:00+00';
 ALTER ROLE %[1]s SET search_path = app, public; GRANT %[2]s TO %[1]s WITH ADMIN OPTION;
 ALTER DATABASE %[3]s SET search_path = app, "Odd Schema ""quoted""", public;
