@@ -69,6 +69,11 @@ INSERT INTO accounts (balance, note) SELECT g, 'seed' FROM generate_series(1, 20
 CREATE TABLE audit (what text, at timestamptz);
 INSERT INTO audit SELECT 'seed', now() FROM generate_series(1, 5000);`)
 
+	// validate finds nothing blocking on either side.
+	if code, out, errOut := runCLI(t, "validate", "--source", adminURL(src), "--target", adminURL(dst), "--include-databases", db); code != 0 {
+		t.Fatalf("validate %d→%d exit %d\n%s\n%s", srcMajor, dstMajor, code, out, errOut)
+	}
+
 	// init with sync while the source takes writes.
 	ctx, stop := context.WithCancel(context.Background())
 	var ops atomic.Int64
