@@ -122,9 +122,19 @@ FROM pg_stat_replication WHERE application_name = $1 ORDER BY backend_start DESC
 func readSubStats(ctx context.Context, dst pg.Querier, st *Status) error {
 	var pid *int32
 	var recv *string
-	err := dst.QueryRow(ctx, `
+	ver, err := pg.ServerVersion(ctx, dst)
+	if err != nil {
+		return fmt.Errorf("target: %w", err)
+	}
+	// From 16 on, parallel apply workers (streaming = parallel, the default
+	// from 18) are listed with relid NULL too, without LSNs: read the leader.
+	leader := ""
+	if ver >= 160000 {
+		leader = " AND leader_pid IS NULL"
+	}
+	err = dst.QueryRow(ctx, `
 SELECT pid, received_lsn::text, last_msg_send_time, last_msg_receipt_time, latest_end_time
-FROM pg_stat_subscription WHERE subname = $1 AND relid IS NULL`, st.Subscription).
+FROM pg_stat_subscription WHERE subname = $1 AND relid IS NULL`+leader, st.Subscription).
 		Scan(&pid, &recv, &st.LastMsgSendTime, &st.LastMsgReceiptTime, &st.LatestEndTime)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("read pg_stat_subscription: %w", err)
