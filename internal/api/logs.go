@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/serenorg/postgres-seren-replicator/internal/joblog"
+	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
 )
 
 // logPage is how many lines one store read returns.
@@ -103,7 +104,7 @@ func (h *handler) logs(w http.ResponseWriter, r *http.Request, owner string) {
 				return false
 			}
 			for _, l := range lines {
-				if err := enc.Encode(joblog.Line{Seq: l.Seq, Time: l.Time, Text: l.Text}); err != nil {
+				if err := enc.Encode(joblog.Line{Seq: l.Seq, Time: l.Time, Text: jobs.PublicMessage(l.Text)}); err != nil {
 					return false
 				}
 				after = l.Seq
