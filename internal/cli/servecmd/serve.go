@@ -140,11 +140,32 @@ func run(ctx context.Context, opts *Options) error {
 	if opts.JobTimeoutDefault < time.Minute {
 		return cmdutil.UsageError(fmt.Errorf("--job-timeout-default %s: must be at least 1m", opts.JobTimeoutDefault))
 	}
-	if opts.ReadTimeout <= 0 || opts.ReadHeaderTimeout <= 0 || opts.IdleTimeout <= 0 || opts.WriteTimeout <= 0 {
-		return cmdutil.UsageError(errors.New("--read-timeout, --read-header-timeout, --write-timeout and --idle-timeout must be positive"))
+	// Zero is the default (for callers that build Options themselves).
+	for _, d := range []struct {
+		v    *time.Duration
+		def  time.Duration
+		flag string
+	}{
+		{&opts.ReadTimeout, DefaultReadTimeout, "--read-timeout"},
+		{&opts.ReadHeaderTimeout, DefaultReadHeaderTimeout, "--read-header-timeout"},
+		{&opts.WriteTimeout, DefaultWriteTimeout, "--write-timeout"},
+		{&opts.IdleTimeout, DefaultIdleTimeout, "--idle-timeout"},
+	} {
+		if *d.v < 0 {
+			return cmdutil.UsageError(fmt.Errorf("%s %s: must be positive", d.flag, *d.v))
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if opts.MaxHeaderBytes == 0 {
+		opts.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	if opts.MaxHeaderBytes < 4096 {
 		return cmdutil.UsageError(fmt.Errorf("--max-header-bytes %d: must be at least 4096", opts.MaxHeaderBytes))
+	}
+	if opts.MaxConnections == 0 {
+		opts.MaxConnections = DefaultMaxConnections
 	}
 	if opts.MaxConnections < 1 {
 		return cmdutil.UsageError(fmt.Errorf("--max-connections %d: must be at least 1", opts.MaxConnections))
