@@ -1,8 +1,8 @@
 package awslambda
 
 import (
-	"encoding/base64"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"os"
