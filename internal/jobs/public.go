@@ -25,6 +25,10 @@ func PublicMessage(msg string) string {
 	if msg == "" {
 		return ""
 	}
+	// A log line's trace tag stays.
+	if m := traceTag.FindString(msg); m != "" {
+		return m + PublicMessage(msg[len(m):])
+	}
 	if role, ok := connectFailure(msg); ok {
 		if role == "" {
 			return "could not connect to the database server: no PostgreSQL server answered at that host and port. " +
@@ -36,6 +40,9 @@ func PublicMessage(msg string) string {
 	msg = ipCandidate.ReplaceAllStringFunc(msg, maskIP)
 	return absPath.ReplaceAllString(msg, "${1}[path]")
 }
+
+// traceTag is the "[TRACE:<trace id>] " that starts a job's log lines.
+var traceTag = regexp.MustCompile(`^\[TRACE:[0-9A-Za-z-]*\] `)
 
 // connectFailureMarkers are the texts of network-level connection failures
 // (pg.Explain's phrases, pgconn's and the Go net package's).

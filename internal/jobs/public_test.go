@@ -8,6 +8,9 @@ import (
 func TestPublicMessage(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"", ""},
+		{"[TRACE:6b04-4efd] worker failed: dial tcp 10.0.0.1:5432: connect: connection refused",
+			"[TRACE:6b04-4efd] could not connect to the database server: no PostgreSQL server answered at that host and port. " +
+				"Try: check the host and port in the URLs and that the server accepts connections from the job service"},
 		{`source postgres://app:xxxxx@db.example.com/shop: password authentication failed for user "app" (SQLSTATE 28P01)`,
 			`source postgres://app:xxxxx@db.example.com/shop: password authentication failed for user "app" (SQLSTATE 28P01)`},
 		{"copied 10/20 tables in 00:01:02 (1.5 GB)", "copied 10/20 tables in 00:01:02 (1.5 GB)"},
