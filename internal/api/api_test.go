@@ -343,6 +343,30 @@ func TestIdempotencyKey(t *testing.T) {
 	}
 }
 
+// Several API processes of one service (Lambda containers) share the
+// RequestKey: a retry answered by another one is still recognised.
+func TestIdempotencyAcrossHandlersWithOneRequestKey(t *testing.T) {
+	requestKey := []byte("0123456789abcdef0123456789abcdef")
+	e := setup(t, func(c *api.Config) { c.RequestKey = requestKey })
+	key := e.NewKey(t, "alice")
+	first, res := e.submit(key, submitBody("init", ""), "Idempotency-Key", "k")
+	wantCode(t, res, http.StatusCreated)
+	for _, rk := range [][]byte{requestKey, []byte("another key, another service....")} {
+		cfg := e.Config
+		cfg.RequestKey = rk
+		e.Handler = api.New(cfg)
+		again, res := e.submit(key, submitBody("init", ""), "Idempotency-Key", "k")
+		if string(rk) == string(requestKey) {
+			wantCode(t, res, http.StatusOK)
+			if again.JobID != first.JobID {
+				t.Fatalf("retry on another handler got %s, want %s", again.JobID, first.JobID)
+			}
+		} else {
+			wantCode(t, res, http.StatusConflict) // a different key cannot vouch for the request
+		}
+	}
+}
+
 func TestConcurrentJobLimit(t *testing.T) {
 	e := setup(t, func(c *api.Config) { c.MaxConcurrentJobs = 2; c.RetryAfter = 15 * time.Second })
 	key := e.NewKey(t, "alice")
@@ -362,6 +386,9 @@ func TestConcurrentJobLimit(t *testing.T) {
 	if again.JobID != a.JobID {
 		t.Fatalf("retry at the limit got %s, want %s", again.JobID, a.JobID)
 	}
+	// The same Idempotency-Key with another URL is a conflict there too.
+	_, res = e.submit(key, strings.Replace(submitBody("init", ""), "@target.example/", "@other.example/", 1), "Idempotency-Key", "a")
+	wantCode(t, res, http.StatusConflict)
 	// A finished job frees its slot.
 	wantCode(t, e.do("POST", "/jobs/"+a.JobID+"/cancel", key, ""), http.StatusOK)
 	e.mustSubmit(key)
