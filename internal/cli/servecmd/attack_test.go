@@ -226,8 +226,15 @@ func TestLogFollowOutlivesReadTimeout(t *testing.T) {
 	key := createKey(t, dataDir, "follower")
 	srv := startServe(t, dataDir, "--read-timeout", "1s", "--write-timeout", "2s", "--worker-binary", sleepWorker(t),
 		"--max-concurrent-jobs", "1")
-	c := clientFrom("127.0.0.1")
-	code, body := call(t, c, "POST", srv.url+"/jobs", key,
+	followOutlivesTimeouts(t, clientFrom("127.0.0.1"), srv.url, key)
+}
+
+// followOutlivesTimeouts submits a job (that the stub worker holds),
+// follows its log for longer than serve's 1s read and 2s write timeouts,
+// cancels it and expects the stream to end cleanly.
+func followOutlivesTimeouts(t *testing.T, c *http.Client, base, key string) {
+	t.Helper()
+	code, body := call(t, c, "POST", base+"/jobs", key,
 		jobBody(t, "postgresql://app:target-pw@target.example.com:5432/postgres", jobs.Filter{}))
 	if code != http.StatusCreated {
 		t.Fatalf("submit: %d %s", code, body)
@@ -237,9 +244,11 @@ func TestLogFollowOutlivesReadTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	req, _ := http.NewRequest("GET", srv.url+"/jobs/"+sub.JobID+"/logs?follow=true", nil)
+	req, _ := http.NewRequest("GET", base+"/jobs/"+sub.JobID+"/logs?follow=true", nil)
 	req.Header.Set(api.APIKeyHeader, key)
-	resp, err := (&http.Client{}).Do(req)
+	follow := *c
+	follow.Timeout = 0
+	resp, err := follow.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,16 +263,16 @@ func TestLogFollowOutlivesReadTimeout(t *testing.T) {
 	}()
 	select {
 	case err := <-ended:
-		t.Fatalf("the followed log ended after less than 4s with 1s read and 2s write timeouts (err %v) while the job runs", err)
+		t.Fatalf("the followed log (%s) ended after less than 4s with 1s read and 2s write timeouts (err %v) while the job runs", resp.Proto, err)
 	case <-time.After(4 * time.Second):
 	}
-	if code, body := call(t, c, "POST", srv.url+"/jobs/"+sub.JobID+"/cancel", key, ""); code != http.StatusOK && code != http.StatusAccepted {
+	if code, body := call(t, c, "POST", base+"/jobs/"+sub.JobID+"/cancel", key, ""); code != http.StatusOK && code != http.StatusAccepted {
 		t.Fatalf("cancel: %d %s", code, body)
 	}
 	select {
 	case err := <-ended:
 		if err != nil {
-			t.Fatalf("the followed log ended with %v, want a clean end once the job ended", err)
+			t.Fatalf("the followed log (%s) ended with %v, want a clean end once the job ended", resp.Proto, err)
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("the followed log did not end after the job was cancelled")

@@ -9,11 +9,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,7 +66,8 @@ func TestServeTLS(t *testing.T) {
 	certFile, keyFile := selfSigned(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	key := createKey(t, dataDir, "tls")
-	srv := startServe(t, dataDir, "--tls-cert", certFile, "--tls-key", keyFile)
+	srv := startServe(t, dataDir, "--tls-cert", certFile, "--tls-key", keyFile,
+		"--read-timeout", "1s", "--write-timeout", "2s", "--worker-binary", sleepWorker(t), "--max-concurrent-jobs", "1")
 	if !strings.HasPrefix(srv.url, "https://127.0.0.1:") {
 		t.Fatalf("serve printed %s, want an https:// URL", srv.url)
 	}
@@ -89,6 +92,24 @@ func TestServeTLS(t *testing.T) {
 	if code != 400 {
 		t.Fatalf("plain HTTP to the TLS port: %d, want 400", code)
 	}
+
+	// A followed log over HTTP/2 outlives the server's timeouts too.
+	pool := x509.NewCertPool()
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil || !pool.AppendCertsFromPEM(certPEM) {
+		t.Fatalf("read %s: %v", certFile, err)
+	}
+	h2 := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+	resp, err := h2.Get(srv.url + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("health over TLS answered with %s, want HTTP/2", resp.Proto)
+	}
+	followOutlivesTimeouts(t, h2, srv.url, key)
 }
 
 // nonLoopbackIP is an address of this machine that is not loopback.
