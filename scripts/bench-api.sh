@@ -14,8 +14,8 @@
 #
 #  1. Capacity, once per connection count (8 to 16 is a realistic number
 #     of clients; 32 shows how it holds up beyond). serve runs with
-#     --rate-limit -1 (the throttle would cap the measurement at 1000
-#     req/s) and a large --max-queued-jobs, so every POST creates and queues
+#     --rate-limit -1 --key-rate-limit -1 (the throttles would cap the
+#     measurement at 1000 and 100 req/s) and a large --max-queued-jobs, so every POST creates and queues
 #     a job rather than hitting the concurrent-job limit (429). The workers
 #     are a stub that sleeps (--worker-binary), so one worker starts and
 #     then its slot stays taken: the measurement is the API's, not that of
@@ -24,7 +24,8 @@
 #     more than a real service holds.
 #
 #  2. Throttle. serve runs with the default --rate-limit (1000 req/s over
-#     all clients and per key) and the same load; the report splits the
+#     all keys) and --key-rate-limit (100 req/s per key; the run uses one
+#     key) and the same load; the report splits the
 #     responses by status, with the latency of each, showing that excess
 #     requests are answered 429 quickly instead of queueing. This phase uses
 #     one connection per wrk thread, so a Lua script can time each response
@@ -206,7 +207,7 @@ first_job() { # submit one job, print its id
 for conns in $conns_list; do
 	echo "== capacity (--rate-limit -1), fresh data dir, load: $(uptime | sed 's/.*load average: //')"
 	fresh_data
-	start_serve --rate-limit -1
+	start_serve --rate-limit -1 --key-rate-limit -1
 	job_id="$(first_job)"
 	[[ -n "$job_id" ]] || { echo "submit failed" >&2; exit 1; }
 	report "GET /jobs/{id}" "$(wrk -t"$threads" -c"$conns" -d"$duration" --latency -H "x-api-key: $key" "$url/jobs/$job_id")"

@@ -34,8 +34,11 @@ type Canceller interface {
 const (
 	DefaultMaxConcurrentJobs = 10
 	DefaultRateLimit         = 1000 // requests per second, the guide's API throttle
-	DefaultLogPollInterval   = time.Second
-	DefaultRetryAfter        = 30 * time.Second
+	// DefaultKeyRateLimit is requests per second per API key (serve), so
+	// one key cannot take the whole of DefaultRateLimit.
+	DefaultKeyRateLimit    = 100
+	DefaultLogPollInterval = time.Second
+	DefaultRetryAfter      = 30 * time.Second
 )
 
 // APIKeyHeader carries the API key on every job route.
@@ -62,13 +65,31 @@ type Config struct {
 	// MaxConcurrentJobs is how many jobs may be provisioning or running at
 	// once over all keys; a submit beyond it answers 429. Default 10.
 	MaxConcurrentJobs int
-	// RateLimit is requests per second over all clients (default 1000),
-	// with RateBurst (default RateLimit). KeyRateLimit/KeyRateBurst apply
-	// per API key (defaults: the global values). Negative disables.
+	// RateLimit is requests per second over all authenticated clients
+	// (default 1000), with RateBurst (default RateLimit). KeyRateLimit/
+	// KeyRateBurst apply per API key (defaults: the global values; serve
+	// sets DefaultKeyRateLimit). Negative disables. Requests that fail
+	// authentication spend neither.
 	RateLimit    float64
 	RateBurst    int
 	KeyRateLimit float64
 	KeyRateBurst int
+	// AuthFailureRate is failed authentications per second per client
+	// address (default DefaultAuthFailureRate, negative disables), with
+	// AuthFailureBurst (default DefaultAuthFailureBurst); beyond them the
+	// address is answered 429 without its key being checked.
+	// AuthFailureClients bounds the addresses tracked (default
+	// DefaultAuthFailureClients).
+	AuthFailureRate    float64
+	AuthFailureBurst   int
+	AuthFailureClients int
+	// RequestKey keys the fingerprint of a submitted request (its URLs
+	// included) stored with a job that has an Idempotency-Key, so a reuse
+	// of the key with another request is answered 409 without the URLs
+	// being stored in clear. Every API process of one service must use
+	// the same key. Empty: a salted hash, which a reader of the job store
+	// could test guesses of the URLs against.
+	RequestKey []byte
 	// RetryAfter is the Retry-After sent when the concurrent-job limit is
 	// reached. Default 30s.
 	RetryAfter time.Duration
@@ -98,6 +119,9 @@ type handler struct {
 
 	keyMu  sync.Mutex
 	perKey map[string]*rate.Limiter
+
+	// failures limits failed authentications per client address; nil: off.
+	failures *failureLimiter
 
 	// admission decides submissions against the concurrent-job limit, so
 	// a burst cannot overshoot it within this process.
@@ -135,6 +159,15 @@ func New(cfg Config) http.Handler {
 	if cfg.KeyRateBurst <= 0 {
 		cfg.KeyRateBurst = int(math.Max(1, math.Ceil(cfg.KeyRateLimit)))
 	}
+	if cfg.AuthFailureRate == 0 {
+		cfg.AuthFailureRate = DefaultAuthFailureRate
+	}
+	if cfg.AuthFailureBurst <= 0 {
+		cfg.AuthFailureBurst = DefaultAuthFailureBurst
+	}
+	if cfg.AuthFailureClients <= 0 {
+		cfg.AuthFailureClients = DefaultAuthFailureClients
+	}
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = DefaultRetryAfter
 	}
@@ -149,6 +182,7 @@ func New(cfg Config) http.Handler {
 	}
 	h := &handler{cfg: cfg, log: cfg.Logger, now: cfg.Now, perKey: map[string]*rate.Limiter{}}
 	h.admission.h = h
+	h.failures = newFailureLimiter(cfg.AuthFailureRate, cfg.AuthFailureBurst, cfg.AuthFailureClients)
 	if cfg.RateLimit > 0 {
 		h.global = rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.RateBurst)
 	}
@@ -255,36 +289,44 @@ func (h *handler) accessLog(r *http.Request, sw *statusWriter, info *reqInfo, st
 	h.log.Info("http request", attrs...)
 }
 
-// authed applies the global rate limit, authenticates the key and applies
-// the per-key limit before calling next with the key's owner id.
+// authed authenticates the key, then applies the per-key and the global
+// rate limits, before calling next with the key's owner id. A client
+// address that has failed authentication too often is answered 429 before
+// its key is looked up; failures spend neither limit that keyed clients
+// share, so a flood of bad keys cannot lock valid keys out.
 func (h *handler) authed(next func(w http.ResponseWriter, r *http.Request, owner string)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !h.allow(w, h.global) {
-			return
-		}
-		secret := r.Header.Get(APIKeyHeader)
-		if secret == "" {
-			writeError(w, http.StatusUnauthorized, "unauthorized", "")
-			return
-		}
-		owner, err := h.cfg.Keys.Verify(r.Context(), secret)
-		if err != nil {
-			if errors.Is(err, apikeys.ErrInvalid) {
-				writeError(w, http.StatusUnauthorized, "unauthorized", "")
+		addr := ""
+		if h.failures != nil {
+			addr = clientAddr(r)
+			if blocked, wait := h.failures.blocked(addr, h.now()); blocked {
+				w.Header().Set("Retry-After", retryAfter(wait))
+				writeError(w, http.StatusTooManyRequests, "too many failed authentications; retry later", "")
 				return
 			}
-			h.log.Error("verify API key", "err", err)
-			writeError(w, http.StatusServiceUnavailable, "service unavailable", "")
-			return
+		}
+		secret := r.Header.Get(APIKeyHeader)
+		owner := ""
+		if secret != "" {
+			var err error
+			owner, err = h.cfg.Keys.Verify(r.Context(), secret)
+			if err != nil && !errors.Is(err, apikeys.ErrInvalid) {
+				h.log.Error("verify API key", "err", err)
+				writeError(w, http.StatusServiceUnavailable, "service unavailable", "")
+				return
+			}
 		}
 		if owner == "" {
+			h.failures.fail(addr, h.now())
 			writeError(w, http.StatusUnauthorized, "unauthorized", "")
 			return
 		}
 		if info, ok := r.Context().Value(reqInfoKey{}).(*reqInfo); ok {
 			info.owner = owner
 		}
-		if !h.allow(w, h.keyLimiter(owner)) {
+		// Per key first: a key over its own limit spends nothing of the
+		// global one.
+		if !h.allow(w, h.keyLimiter(owner)) || !h.allow(w, h.global) {
 			return
 		}
 		next(w, r, owner)

@@ -79,6 +79,10 @@ func (r response) errBody(t *testing.T) api.ErrorResponse {
 	return e
 }
 
+// remoteAddr in do's hdr sets the request's client address instead of a
+// header.
+const remoteAddr = "remote-addr"
+
 func (e *env) do(method, path, key, body string, hdr ...string) response {
 	e.t.Helper()
 	var rd io.Reader
@@ -90,6 +94,10 @@ func (e *env) do(method, path, key, body string, hdr ...string) response {
 		req.Header.Set("x-api-key", key)
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i] == remoteAddr {
+			req.RemoteAddr = hdr[i+1]
+			continue
+		}
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	rec := httptest.NewRecorder()
@@ -305,11 +313,19 @@ func TestIdempotencyKey(t *testing.T) {
 	if again != first || res2.body != res.body {
 		t.Fatalf("retry answered %s, first answer was %s", res2.body, res.body)
 	}
-	// Same key, different request: conflict.
-	_, res3 := e.submit(alice, submitBody("verify", ""), "Idempotency-Key", "retry-1")
-	wantCode(t, res3, http.StatusConflict)
-	if eb := res3.errBody(t); eb.Field != "Idempotency-Key" {
-		t.Fatalf("conflict body: %s", res3.body)
+	// Same key, different request (the command, or only a URL): conflict.
+	for _, body := range []string{
+		submitBody("verify", ""),
+		strings.Replace(submitBody("init", ""), "@target.example/", "@other.example/", 1),
+	} {
+		_, res3 := e.submit(alice, body, "Idempotency-Key", "retry-1")
+		wantCode(t, res3, http.StatusConflict)
+		if eb := res3.errBody(t); eb.Field != "Idempotency-Key" {
+			t.Fatalf("conflict body: %s", res3.body)
+		}
+	}
+	if j, _ := e.Store.Get(context.Background(), first.JobID); !strings.HasPrefix(j.RequestFingerprint, "v1.") {
+		t.Fatalf("stored fingerprint %q", j.RequestFingerprint)
 	}
 	// Another API key's idempotency keys are its own.
 	other, res4 := e.submit(bob, submitBody("init", ""), "Idempotency-Key", "retry-1")
@@ -324,6 +340,30 @@ func TestIdempotencyKey(t *testing.T) {
 	ds, _ := e.Queue.Receive(context.Background(), 10, time.Minute, 0)
 	if len(ds) != 2 {
 		t.Fatalf("%d queue messages, want 2 (a retry must not enqueue again)", len(ds))
+	}
+}
+
+// Several API processes of one service (Lambda containers) share the
+// RequestKey: a retry answered by another one is still recognised.
+func TestIdempotencyAcrossHandlersWithOneRequestKey(t *testing.T) {
+	requestKey := []byte("0123456789abcdef0123456789abcdef")
+	e := setup(t, func(c *api.Config) { c.RequestKey = requestKey })
+	key := e.NewKey(t, "alice")
+	first, res := e.submit(key, submitBody("init", ""), "Idempotency-Key", "k")
+	wantCode(t, res, http.StatusCreated)
+	for _, rk := range [][]byte{requestKey, []byte("another key, another service....")} {
+		cfg := e.Config
+		cfg.RequestKey = rk
+		e.Handler = api.New(cfg)
+		again, res := e.submit(key, submitBody("init", ""), "Idempotency-Key", "k")
+		if string(rk) == string(requestKey) {
+			wantCode(t, res, http.StatusOK)
+			if again.JobID != first.JobID {
+				t.Fatalf("retry on another handler got %s, want %s", again.JobID, first.JobID)
+			}
+		} else {
+			wantCode(t, res, http.StatusConflict) // a different key cannot vouch for the request
+		}
 	}
 }
 
@@ -346,6 +386,9 @@ func TestConcurrentJobLimit(t *testing.T) {
 	if again.JobID != a.JobID {
 		t.Fatalf("retry at the limit got %s, want %s", again.JobID, a.JobID)
 	}
+	// The same Idempotency-Key with another URL is a conflict there too.
+	_, res = e.submit(key, strings.Replace(submitBody("init", ""), "@target.example/", "@other.example/", 1), "Idempotency-Key", "a")
+	wantCode(t, res, http.StatusConflict)
 	// A finished job frees its slot.
 	wantCode(t, e.do("POST", "/jobs/"+a.JobID+"/cancel", key, ""), http.StatusOK)
 	e.mustSubmit(key)
@@ -387,7 +430,10 @@ func TestRateLimit(t *testing.T) {
 		e := setup(t, func(c *api.Config) { c.RateLimit = 2; c.RateBurst = 2 })
 		key := e.NewKey(t, "alice")
 		wantCode(t, e.do("GET", "/jobs", key, ""), http.StatusOK)
-		wantCode(t, e.do("GET", "/jobs", "wrong", ""), http.StatusUnauthorized) // bad keys spend tokens too
+		for range 5 { // bad keys spend nothing of the global limit
+			wantCode(t, e.do("GET", "/jobs", "wrong", ""), http.StatusUnauthorized)
+		}
+		wantCode(t, e.do("GET", "/jobs", key, ""), http.StatusOK)
 		res := e.do("GET", "/jobs", key, "")
 		wantCode(t, res, http.StatusTooManyRequests)
 		if ra := res.header.Get("Retry-After"); ra != "1" {
@@ -397,6 +443,31 @@ func TestRateLimit(t *testing.T) {
 		wantCode(t, e.do("GET", "/health", "", ""), http.StatusOK)
 		e.Clock.Advance(time.Second)
 		wantCode(t, e.do("GET", "/jobs", key, ""), http.StatusOK)
+	})
+	t.Run("failed authentication per address", func(t *testing.T) {
+		e := setup(t, func(c *api.Config) { c.AuthFailureRate = 1; c.AuthFailureBurst = 3 })
+		key := e.NewKey(t, "alice")
+		attacker := []string{remoteAddr, "198.51.100.7:4000"}
+		for range 3 {
+			wantCode(t, e.do("GET", "/jobs", "sk_live_guess", "", attacker...), http.StatusUnauthorized)
+		}
+		res := e.do("GET", "/jobs", "sk_live_guess", "", attacker...)
+		wantCode(t, res, http.StatusTooManyRequests)
+		if ra := res.header.Get("Retry-After"); ra != "1" {
+			t.Errorf("Retry-After = %q, want 1", ra)
+		}
+		// Even a valid key is not checked from the flooding address...
+		wantCode(t, e.do("GET", "/jobs", key, "", attacker...), http.StatusTooManyRequests)
+		// ...but other addresses, IPv6 ones by their /64, are unaffected.
+		wantCode(t, e.do("GET", "/jobs", key, "", remoteAddr, "203.0.113.9:5000"), http.StatusOK)
+		v6 := []string{remoteAddr, "[2001:db8:1:2::1]:443"}
+		for range 3 {
+			wantCode(t, e.do("GET", "/jobs", "", "", v6...), http.StatusUnauthorized)
+		}
+		wantCode(t, e.do("GET", "/jobs", "", "", remoteAddr, "[2001:db8:1:2:ffff::9]:443"), http.StatusTooManyRequests)
+		wantCode(t, e.do("GET", "/jobs", key, "", remoteAddr, "[2001:db8:1:3::1]:443"), http.StatusOK)
+		e.Clock.Advance(time.Second)
+		wantCode(t, e.do("GET", "/jobs", key, "", attacker...), http.StatusOK)
 	})
 	t.Run("per key", func(t *testing.T) {
 		e := setup(t, func(c *api.Config) { c.KeyRateLimit = 0.5; c.KeyRateBurst = 1 })

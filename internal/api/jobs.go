@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +45,15 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, owner string) {
 		IdempotencyKey: idemKey,
 		Spec:           req.Spec(),
 	}
+	if idemKey != "" {
+		fp, err := h.fingerprint(req)
+		if err != nil {
+			h.log.Error("fingerprint request", "job_id", job.ID, "err", err)
+			writeError(w, http.StatusServiceUnavailable, "could not store the job; retry later", "")
+			return
+		}
+		job.RequestFingerprint = fp
+	}
 	creds := req.Credentials()
 
 	created, existing, err := h.admitAndCreate(ctx, job, creds)
@@ -65,7 +73,7 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, owner string) {
 		return
 	case existing != nil:
 		setJobID(r, existing.ID)
-		if !reflect.DeepEqual(existing.Spec, job.Spec) {
+		if !h.sameRequest(existing, req) {
 			writeError(w, http.StatusConflict, IdempotencyKeyHeader+" was already used for a different request", IdempotencyKeyHeader)
 			return
 		}

@@ -8,10 +8,14 @@ import (
 	"time"
 
 	"github.com/serenorg/postgres-seren-replicator/internal/joblog"
+	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
 )
 
 // logPage is how many lines one store read returns.
 const logPage = 1000
+
+// logWriteTimeout is how long writing one batch of log lines may take.
+const logWriteTimeout = time.Minute
 
 // LogContentType is the logs response: NDJSON, one joblog.Line
 // ({"seq","time","text"}) per line, so a client resumes with ?after=<seq>.
@@ -73,12 +77,20 @@ func (h *handler) logs(w http.ResponseWriter, r *http.Request, owner string) {
 	hd.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
+	if follow {
+		// A followed log lasts as long as the job: the server's read
+		// timeout must not end it (the client's going away still does).
+		_ = rc.SetReadDeadline(time.Time{}) // not every writer supports deadlines
+	}
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 
 	// write copies every line after `after` to the client; it reports
 	// false when the client is gone or the store failed.
 	write := func() bool {
+		// The server's write timeout bounds one response; a long log
+		// gets a fresh deadline for every batch it writes instead.
+		_ = rc.SetWriteDeadline(time.Now().Add(logWriteTimeout))
 		for limit != 0 {
 			n := logPage
 			if limit > 0 && limit < int64(n) {
@@ -92,7 +104,7 @@ func (h *handler) logs(w http.ResponseWriter, r *http.Request, owner string) {
 				return false
 			}
 			for _, l := range lines {
-				if err := enc.Encode(joblog.Line{Seq: l.Seq, Time: l.Time, Text: l.Text}); err != nil {
+				if err := enc.Encode(joblog.Line{Seq: l.Seq, Time: l.Time, Text: jobs.PublicMessage(l.Text)}); err != nil {
 					return false
 				}
 				after = l.Seq

@@ -59,9 +59,13 @@ type HealthResponse struct {
 }
 
 func viewOf(j *jobs.Job, logURL string) JobView {
-	h := j.History
-	if h == nil {
-		h = []jobs.StatusChange{}
+	// Errors and reasons are the worker's full text; the key holder sees
+	// them without addresses, paths or how a connection failed
+	// (jobs.PublicMessage); the server keeps the rest under the trace id.
+	h := make([]jobs.StatusChange, len(j.History))
+	for i, c := range j.History {
+		c.Reason = jobs.PublicMessage(c.Reason)
+		h[i] = c
 	}
 	return JobView{
 		JobID:       j.ID,
@@ -72,7 +76,7 @@ func viewOf(j *jobs.Job, logURL string) JobView {
 		UpdatedAt:   j.UpdatedAt,
 		StartedAt:   j.StartedAt,
 		CompletedAt: j.CompletedAt,
-		Error:       j.Error,
+		Error:       jobs.PublicMessage(j.Error),
 		Progress:    j.Progress,
 		LogURL:      logURL,
 		Filter:      j.Spec.Filter,

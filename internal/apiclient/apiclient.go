@@ -38,7 +38,15 @@ type Client struct {
 	HTTP *http.Client
 	// PollInterval spaces reconnects of a followed log. Default 1s.
 	PollInterval time.Duration
+	// InsecureHTTP allows plain http:// to a host that is not loopback.
+	// Without it such a request is refused before anything is sent: it
+	// would carry the API key, and a submit the database URLs, in clear.
+	InsecureHTTP bool
 }
+
+// ErrPlainHTTP is returned (wrapped, with a hint) for a plain http:// job
+// service on a host that is not loopback, unless Client.InsecureHTTP.
+var ErrPlainHTTP = errors.New("refusing to send credentials over plain HTTP")
 
 // Error is a non-2xx answer from the service.
 type Error struct {
@@ -271,6 +279,9 @@ func (c *Client) send(ctx context.Context, method, path string, q url.Values, hd
 		return nil, hint.Wrap(errors.New("no job service URL configured"),
 			"pass --remote-api URL or set SEREN_REMOTE_API")
 	}
+	if err := c.checkScheme(base); err != nil {
+		return nil, err
+	}
 	u := base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -359,11 +370,39 @@ func (c *Client) apiErrorFrom(resp *http.Response, data []byte) error {
 	return e
 }
 
+// checkScheme refuses http:// to a host that is not loopback, unless
+// InsecureHTTP.
+func (c *Client) checkScheme(base string) error {
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme != "http" || c.InsecureHTTP || IsLoopbackHost(u.Hostname()) {
+		return nil // a bad URL fails later with its own message
+	}
+	return hint.Wrap(fmt.Errorf("job service at %s: %w: the API key and database URLs would travel in clear", redactedBase(base), ErrPlainHTTP),
+		"use the service's https:// URL (serve --tls-cert/--tls-key), or, on a network you trust, pass --insecure-http (or set SEREN_INSECURE_HTTP=1)")
+}
+
+// IsLoopbackHost reports whether host (a name or an IP, without port) is
+// this machine: localhost, *.localhost, 127.0.0.0/8 or ::1.
+func IsLoopbackHost(host string) bool {
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// defaultHTTP follows no redirects: the API never redirects, and a
+// redirect would carry the x-api-key header to wherever it points.
+var defaultHTTP = &http.Client{
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
 func (c *Client) httpClient() *http.Client {
 	if c.HTTP != nil {
 		return c.HTTP
 	}
-	return http.DefaultClient
+	return defaultHTTP
 }
 
 func (c *Client) pollInterval() time.Duration {

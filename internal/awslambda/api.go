@@ -48,6 +48,7 @@ func NewAPI(ctx context.Context, cfg Config) (*API, error) {
 		// Lambda container would limit nothing.
 		RateLimit:     -1,
 		FollowTimeout: cfg.FollowTimeout,
+		RequestKey:    cfg.RequestKey,
 		Version:       cfg.Version,
 		Now:           cfg.Now,
 		Logger:        cfg.Logger.With("component", "api"),

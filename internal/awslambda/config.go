@@ -2,6 +2,7 @@ package awslambda
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,6 +19,11 @@ import (
 // EnvMaxConcurrentJobs is the concurrent-job limit Terraform hands to the
 // coordinator and the provisioner (max_concurrent_jobs).
 const EnvMaxConcurrentJobs = "SEREN_MAX_CONCURRENT_JOBS"
+
+// EnvRequestKey is the base64 key of the request fingerprints kept with
+// idempotent submits (api.Config.RequestKey), the same for every API
+// Lambda; optional (without it, a salted hash).
+const EnvRequestKey = "SEREN_REQUEST_KEY"
 
 // Defaults for Config.
 const (
@@ -49,6 +55,8 @@ type Config struct {
 	FollowTimeout time.Duration
 	// Version is what GET /health reports.
 	Version string
+	// RequestKey keys the API's request fingerprints (SEREN_REQUEST_KEY).
+	RequestKey []byte
 
 	// Provisioner: CapacityRetryDelay (default DefaultCapacityRetryDelay)
 	// and LaunchRetryDelay (the service's default when 0).
@@ -76,6 +84,15 @@ func FromEnv() (Config, error) {
 				"set it to the deployment's max_concurrent_jobs")
 		}
 		c.MaxConcurrentJobs = n
+	}
+	if v := strings.TrimSpace(os.Getenv(EnvRequestKey)); v != "" {
+		k, err := base64.StdEncoding.DecodeString(v)
+		if err != nil || len(k) < 16 {
+			// Never echo the value: it is a secret.
+			return c, hint.Wrap(fmt.Errorf("%s is not a base64 key of at least 16 bytes", EnvRequestKey),
+				"generate one with: head -c 32 /dev/urandom | base64")
+		}
+		c.RequestKey = k
 	}
 	return c, nil
 }

@@ -132,6 +132,11 @@ type Job struct {
 	// worker opens it.
 	Credentials []byte `json:"-"`
 
+	// RequestFingerprint is a keyed hash of the whole submitted request,
+	// URLs included (api: fingerprint.go), kept with an IdempotencyKey so a
+	// reuse of the key with another request is refused. Never shown.
+	RequestFingerprint string `json:"request_fingerprint,omitempty"`
+
 	Status      Status         `json:"status"`
 	History     []StatusChange `json:"history"`
 	Error       string         `json:"error,omitempty"`

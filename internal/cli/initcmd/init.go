@@ -39,6 +39,7 @@ type Options struct {
 	Local         bool
 	RemoteAPI     string
 	APIKey        string
+	InsecureHTTP  bool
 	JobTimeout    int64
 	PgBinDir      string
 	JSON          bool
@@ -80,6 +81,7 @@ starts over). The source keeps taking writes the whole time.`,
 	f.BoolVar(&opts.Local, "local", false, "run here even when a remote API is configured")
 	f.StringVar(&opts.RemoteAPI, "remote-api", "", "job service URL (env SEREN_REMOTE_API)")
 	f.StringVar(&opts.APIKey, "api-key", "", "job service API key (prefer env SEREN_API_KEY)")
+	cmdutil.AddInsecureHTTPFlag(f, &opts.InsecureHTTP)
 	f.Int64Var(&opts.JobTimeout, "job-timeout", 28800, "remote job timeout in seconds")
 	f.StringVar(&opts.PgBinDir, "pg-bin-dir", "", "directory holding pg_dump/pg_restore (default: newest found)")
 	f.BoolVar(&opts.JSON, "json", false, "print the final summary as JSON on stdout")

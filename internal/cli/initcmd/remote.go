@@ -38,7 +38,7 @@ func runRemote(ctx context.Context, opts *Options, eng replicator.Options) error
 		return cmdutil.UsageError(hint.Wrap(errors.New("--no-resume is not available for remote jobs (a retried job always resumes)"),
 			"to start over, pass --drop-existing, or run here with --local"))
 	}
-	client, err := jobscmd.NewClient(opts.RemoteAPI, opts.APIKey)
+	client, err := jobscmd.NewClient(opts.RemoteAPI, opts.APIKey, opts.InsecureHTTP)
 	if err != nil {
 		return err
 	}

@@ -41,6 +41,8 @@ type Options struct {
 	RemoteAPI string
 	APIKey    string
 	JSON      bool
+	// InsecureHTTP is --insecure-http.
+	InsecureHTTP bool
 
 	// list
 	Status string
@@ -57,7 +59,11 @@ type Options struct {
 
 // NewClient returns a client for remoteAPI and apiKey, falling back to
 // SEREN_REMOTE_API and SEREN_API_KEY.
-func NewClient(remoteAPI, apiKey string) (*apiclient.Client, error) {
+//
+// insecureHTTP (--insecure-http, or SEREN_INSECURE_HTTP) allows plain
+// http:// to a host that is not loopback; without it the client refuses
+// to send anything there.
+func NewClient(remoteAPI, apiKey string, insecureHTTP bool) (*apiclient.Client, error) {
 	if remoteAPI == "" {
 		remoteAPI = os.Getenv(EnvRemoteAPI)
 	}
@@ -75,7 +81,7 @@ func NewClient(remoteAPI, apiKey string) (*apiclient.Client, error) {
 		return nil, cmdutil.UsageError(hint.Wrap(errors.New("no API key"),
 			"set "+EnvAPIKey+" to a key from `keys create` (or pass --api-key)"))
 	}
-	return &apiclient.Client{BaseURL: remoteAPI, APIKey: apiKey}, nil
+	return &apiclient.Client{BaseURL: remoteAPI, APIKey: apiKey, InsecureHTTP: cmdutil.InsecureHTTP(insecureHTTP)}, nil
 }
 
 // New returns the jobs command with its subcommands.
@@ -95,6 +101,7 @@ The service is --remote-api or $SEREN_REMOTE_API; the key is $SEREN_API_KEY
 	pf.StringVar(&opts.RemoteAPI, "remote-api", "", "job service URL (env "+EnvRemoteAPI+")")
 	pf.StringVar(&opts.APIKey, "api-key", "", "API key (prefer env "+EnvAPIKey+")")
 	pf.BoolVar(&opts.JSON, "json", false, "print JSON (the API's shapes, docs/api.md)")
+	cmdutil.AddInsecureHTTPFlag(pf, &opts.InsecureHTTP)
 
 	list := &cobra.Command{
 		Use:   "list",
@@ -169,7 +176,7 @@ func runList(ctx context.Context, opts *Options) error {
 			return cmdutil.UsageError(fmt.Errorf("--status %q: use one of %s", opts.Status, statusList()))
 		}
 	}
-	c, err := NewClient(opts.RemoteAPI, opts.APIKey)
+	c, err := NewClient(opts.RemoteAPI, opts.APIKey, opts.InsecureHTTP)
 	if err != nil {
 		return err
 	}
@@ -217,7 +224,7 @@ func runList(ctx context.Context, opts *Options) error {
 }
 
 func runShow(ctx context.Context, opts *Options) error {
-	c, err := NewClient(opts.RemoteAPI, opts.APIKey)
+	c, err := NewClient(opts.RemoteAPI, opts.APIKey, opts.InsecureHTTP)
 	if err != nil {
 		return err
 	}
@@ -303,7 +310,7 @@ func runLogs(ctx context.Context, opts *Options) error {
 	if opts.After < 0 {
 		return cmdutil.UsageError(fmt.Errorf("--after %d: must not be negative", opts.After))
 	}
-	c, err := NewClient(opts.RemoteAPI, opts.APIKey)
+	c, err := NewClient(opts.RemoteAPI, opts.APIKey, opts.InsecureHTTP)
 	if err != nil {
 		return err
 	}
@@ -324,7 +331,7 @@ func runLogs(ctx context.Context, opts *Options) error {
 }
 
 func runCancel(ctx context.Context, opts *Options) error {
-	c, err := NewClient(opts.RemoteAPI, opts.APIKey)
+	c, err := NewClient(opts.RemoteAPI, opts.APIKey, opts.InsecureHTTP)
 	if err != nil {
 		return err
 	}

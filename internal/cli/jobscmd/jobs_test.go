@@ -69,7 +69,7 @@ func TestNewClientNeedsServiceAndKey(t *testing.T) {
 		{"http://127.0.0.1:1", "", "no API key"},
 		{"127.0.0.1:8080", "k", "want http(s)://host[:port]"},
 	} {
-		_, err := NewClient(tc.api, tc.key)
+		_, err := NewClient(tc.api, tc.key, false)
 		var ec interface{ ExitCode() int }
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.As(err, &ec) || ec.ExitCode() != 2 {
 			t.Fatalf("NewClient(%q, %q) = %v, want usage error %q", tc.api, tc.key, err, tc.want)
@@ -77,7 +77,7 @@ func TestNewClientNeedsServiceAndKey(t *testing.T) {
 	}
 	t.Setenv(EnvRemoteAPI, "http://127.0.0.1:1")
 	t.Setenv(EnvAPIKey, "sk_live_x")
-	c, err := NewClient("", "")
+	c, err := NewClient("", "", false)
 	if err != nil || c.BaseURL != "http://127.0.0.1:1" || c.APIKey != "sk_live_x" {
 		t.Fatalf("from env: %+v %v", c, err)
 	}

@@ -48,6 +48,12 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	if b := os.Getenv("SEREN_TEST_BINARY"); b != "" {
+		// A given build, e.g. to see an attack succeed against the code
+		// before its fence.
+		binary = b
+		return pgtest.Run(m)
+	}
 	binary = filepath.Join(dir, "postgres-seren-replicator")
 	cmd := exec.Command("go", "build", "-o", binary, "github.com/serenorg/postgres-seren-replicator/cmd/postgres-seren-replicator")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr

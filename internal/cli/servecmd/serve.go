@@ -13,9 +13,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/net/netutil"
 
 	"github.com/serenorg/postgres-seren-replicator/internal/api"
 	"github.com/serenorg/postgres-seren-replicator/internal/backends"
@@ -25,6 +27,16 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
 	"github.com/serenorg/postgres-seren-replicator/internal/service"
+)
+
+// Defaults of the HTTP server fences.
+const (
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultWriteTimeout      = time.Minute
+	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultMaxConnections    = 512
 )
 
 // Options are the parsed flags of `serve`.
@@ -37,7 +49,17 @@ type Options struct {
 	JobTimeoutDefault time.Duration
 	WorkerBinary      string
 	RateLimit         float64
+	KeyRateLimit      float64
 	LogLevel          string
+
+	// HTTP server fences.
+	ReadTimeout       time.Duration
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
+	WriteTimeout      time.Duration
+	MaxConnections    int
+	TLSCert, TLSKey   string
 
 	// Tuning, mostly for tests (hidden flags).
 	HeartbeatTimeout time.Duration
@@ -86,6 +108,15 @@ adopts them. The listen URL is printed on stdout; logs go to stderr.`,
 	f.DurationVar(&opts.JobTimeoutDefault, "job-timeout-default", jobs.DefaultJobTimeout, "timeout of jobs submitted without options.job_timeout")
 	f.StringVar(&opts.WorkerBinary, "worker-binary", "", "executable started as `worker` (default: this program)")
 	f.Float64Var(&opts.RateLimit, "rate-limit", api.DefaultRateLimit, "API requests per second over all clients (negative: no limit)")
+	f.Float64Var(&opts.KeyRateLimit, "key-rate-limit", api.DefaultKeyRateLimit, "API requests per second per API key (negative: no per-key limit)")
+	f.DurationVar(&opts.ReadTimeout, "read-timeout", DefaultReadTimeout, "longest a client may take to send a request, body included")
+	f.DurationVar(&opts.ReadHeaderTimeout, "read-header-timeout", DefaultReadHeaderTimeout, "longest a client may take to send a request's headers")
+	f.DurationVar(&opts.IdleTimeout, "idle-timeout", DefaultIdleTimeout, "how long an idle keep-alive connection is kept")
+	f.DurationVar(&opts.WriteTimeout, "write-timeout", DefaultWriteTimeout, "longest writing one response may take (a followed log extends it per write)")
+	f.IntVar(&opts.MaxHeaderBytes, "max-header-bytes", DefaultMaxHeaderBytes, "largest request header block accepted")
+	f.IntVar(&opts.MaxConnections, "max-connections", DefaultMaxConnections, "client connections served at once; more wait to be accepted")
+	f.StringVar(&opts.TLSCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain) file; needs --tls-key")
+	f.StringVar(&opts.TLSKey, "tls-key", "", "PEM private key file of --tls-cert")
 	f.StringVar(&opts.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.DurationVar(&opts.HeartbeatTimeout, "heartbeat-timeout", service.DefaultHeartbeatTimeout, "a running job whose worker has not heartbeated this long is re-queued")
 	f.DurationVar(&opts.CheckInterval, "check-interval", service.DefaultCheckInterval, "how often jobs are checked for lost workers and timeouts")
@@ -93,7 +124,7 @@ adopts them. The listen URL is printed on stdout; logs go to stderr.`,
 	f.DurationVar(&opts.WorkerGrace, "worker-grace", 10*time.Second, "SIGTERM → SIGKILL wait when stopping a worker")
 	f.DurationVar(&opts.WorkerHeartbeat, "worker-heartbeat", 5*time.Second, "workers' heartbeat interval")
 	f.DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful stop may take")
-	for _, h := range []string{"heartbeat-timeout", "check-interval", "queue-visibility", "worker-grace", "worker-heartbeat", "shutdown-timeout"} {
+	for _, h := range []string{"read-header-timeout", "idle-timeout", "write-timeout", "max-header-bytes", "heartbeat-timeout", "check-interval", "queue-visibility", "worker-grace", "worker-heartbeat", "shutdown-timeout"} {
 		_ = f.MarkHidden(h)
 	}
 	return cmd
@@ -108,6 +139,40 @@ func run(ctx context.Context, opts *Options) error {
 	}
 	if opts.JobTimeoutDefault < time.Minute {
 		return cmdutil.UsageError(fmt.Errorf("--job-timeout-default %s: must be at least 1m", opts.JobTimeoutDefault))
+	}
+	// Zero is the default (for callers that build Options themselves).
+	for _, d := range []struct {
+		v    *time.Duration
+		def  time.Duration
+		flag string
+	}{
+		{&opts.ReadTimeout, DefaultReadTimeout, "--read-timeout"},
+		{&opts.ReadHeaderTimeout, DefaultReadHeaderTimeout, "--read-header-timeout"},
+		{&opts.WriteTimeout, DefaultWriteTimeout, "--write-timeout"},
+		{&opts.IdleTimeout, DefaultIdleTimeout, "--idle-timeout"},
+	} {
+		if *d.v < 0 {
+			return cmdutil.UsageError(fmt.Errorf("%s %s: must be positive", d.flag, *d.v))
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if opts.MaxHeaderBytes == 0 {
+		opts.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if opts.MaxHeaderBytes < 4096 {
+		return cmdutil.UsageError(fmt.Errorf("--max-header-bytes %d: must be at least 4096", opts.MaxHeaderBytes))
+	}
+	if opts.MaxConnections == 0 {
+		opts.MaxConnections = DefaultMaxConnections
+	}
+	if opts.MaxConnections < 1 {
+		return cmdutil.UsageError(fmt.Errorf("--max-connections %d: must be at least 1", opts.MaxConnections))
+	}
+	tlsConfig, err := loadTLS(opts.TLSCert, opts.TLSKey)
+	if err != nil {
+		return err
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(opts.LogLevel)); err != nil {
@@ -151,12 +216,18 @@ func run(ctx context.Context, opts *Options) error {
 	if err != nil {
 		return err
 	}
+	requestKey, err := loadRequestKey(filepath.Join(set.DataDir, RequestKeyFile))
+	if err != nil {
+		return err
+	}
 	handler := api.New(api.Config{
 		Store: set.Store, Queue: set.Queue, Keeper: set.Keeper, Keys: set.Keys, Logs: set.Logs,
 		Metrics:           set.Metrics,
 		Canceller:         svc,
 		MaxConcurrentJobs: opts.MaxConcurrentJobs + opts.MaxQueuedJobs,
 		RateLimit:         opts.RateLimit,
+		KeyRateLimit:      opts.KeyRateLimit,
+		RequestKey:        requestKey,
 		Version:           buildinfo.Get().Version,
 		Logger:            log.With("component", "api"),
 	})
@@ -167,21 +238,40 @@ func run(ctx context.Context, opts *Options) error {
 			"choose another --listen address (port 0 picks a free one)")
 	}
 	url := "http://" + ln.Addr().String()
+	if tlsConfig != nil {
+		url = "https://" + ln.Addr().String()
+	}
+	// At most MaxConnections connections are served at once; more wait in
+	// the listen backlog. The read timeouts free connections that send
+	// slowly or nothing at all.
+	ln = netutil.LimitListener(ln, opts.MaxConnections)
 	srv := &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: opts.ReadHeaderTimeout,
+		ReadTimeout:       opts.ReadTimeout,
+		// Responses are small; a followed log extends the deadline per
+		// write (api: logs.go), so it may last as long as the job.
+		WriteTimeout:   opts.WriteTimeout,
+		IdleTimeout:    opts.IdleTimeout,
+		MaxHeaderBytes: opts.MaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	svcCtx, stopSvc := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSvc()
 	svcDone := make(chan error, 1)
 	go func() { svcDone <- svc.Run(svcCtx) }()
 	srvDone := make(chan error, 1)
-	go func() { srvDone <- srv.Serve(ln) }()
+	go func() {
+		if tlsConfig != nil {
+			srvDone <- srv.ServeTLS(ln, "", "") // the certificate is in TLSConfig
+			return
+		}
+		srvDone <- srv.Serve(ln)
+	}()
 
 	log.Info("serving", "url", url, "data_dir", set.DataDir, "max_concurrent_jobs", opts.MaxConcurrentJobs,
-		"max_queued_jobs", opts.MaxQueuedJobs, "version", buildinfo.Get().Version)
+		"max_queued_jobs", opts.MaxQueuedJobs, "max_connections", opts.MaxConnections, "tls", tlsConfig != nil, "version", buildinfo.Get().Version)
 	fmt.Fprintln(opts.IO.Out, url)
 	if opts.Ready != nil {
 		opts.Ready(url)

@@ -32,6 +32,9 @@ func TestBadFlagsAreUsageErrors(t *testing.T) {
 		{"tiny timeout", func(o *Options) { o.JobTimeoutDefault = time.Second }},
 		{"log level", func(o *Options) { o.LogLevel = "loud" }},
 		{"worker binary", func(o *Options) { o.WorkerBinary = "/nonexistent/bin" }},
+		{"read timeout", func(o *Options) { o.ReadTimeout = -time.Second }},
+		{"connections", func(o *Options) { o.MaxConnections = -1 }},
+		{"tls cert without key", func(o *Options) { o.TLSCert = "/some/cert.pem" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			io, _, _, _ := iostreams.Test()
