@@ -218,7 +218,7 @@ type run struct {
 	job   *jobs.Job
 	lease jobs.Lease // every write is fenced on it
 	log   *slog.Logger
-	logs *lineWriter
+	logs  *lineWriter
 
 	echoMu   sync.Mutex
 	mu       sync.Mutex
