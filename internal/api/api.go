@@ -256,7 +256,9 @@ func (h *handler) accessLog(r *http.Request, sw *statusWriter, info *reqInfo, st
 }
 
 // authed applies the global rate limit, authenticates the key and applies
-// the per-key limit before calling next with the key's owner id.
+// the per-key limit before calling next with the key's principal (the owner
+// of the jobs it submits); the whole identity (operator flag) is in the
+// request's context (identityOf).
 func (h *handler) authed(next func(w http.ResponseWriter, r *http.Request, owner string)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !h.allow(w, h.global) {
@@ -267,7 +269,7 @@ func (h *handler) authed(next func(w http.ResponseWriter, r *http.Request, owner
 			writeError(w, http.StatusUnauthorized, "unauthorized", "")
 			return
 		}
-		owner, err := h.cfg.Keys.Verify(r.Context(), secret)
+		ident, err := h.cfg.Keys.Verify(r.Context(), secret)
 		if err != nil {
 			if errors.Is(err, apikeys.ErrInvalid) {
 				writeError(w, http.StatusUnauthorized, "unauthorized", "")
@@ -277,10 +279,12 @@ func (h *handler) authed(next func(w http.ResponseWriter, r *http.Request, owner
 			writeError(w, http.StatusServiceUnavailable, "service unavailable", "")
 			return
 		}
+		owner := ident.Principal
 		if owner == "" {
 			writeError(w, http.StatusUnauthorized, "unauthorized", "")
 			return
 		}
+		r = r.WithContext(context.WithValue(r.Context(), identityKey{}, ident))
 		if info, ok := r.Context().Value(reqInfoKey{}).(*reqInfo); ok {
 			info.owner = owner
 		}
@@ -289,6 +293,14 @@ func (h *handler) authed(next func(w http.ResponseWriter, r *http.Request, owner
 		}
 		next(w, r, owner)
 	})
+}
+
+type identityKey struct{}
+
+// identityOf is who made an authenticated request.
+func identityOf(r *http.Request) apikeys.Identity {
+	id, _ := r.Context().Value(identityKey{}).(apikeys.Identity)
+	return id
 }
 
 func (h *handler) keyLimiter(owner string) *rate.Limiter {
