@@ -11,7 +11,9 @@
 //
 // Every change of status goes through a Transition built by the named
 // constructors below, and stores apply it as a compare-and-set on the
-// job's Version, so two actors can never both move a job.
+// job's Version, so two actors can never both move a job. A worker's
+// transitions are also fenced on its Lease (worker id and attempt), so a
+// worker that lost its job can never write it again.
 package jobs
 
 import (
