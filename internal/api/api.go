@@ -290,10 +290,12 @@ func (h *handler) accessLog(r *http.Request, sw *statusWriter, info *reqInfo, st
 }
 
 // authed authenticates the key, then applies the per-key and the global
-// rate limits, before calling next with the key's owner id. A client
-// address that has failed authentication too often is answered 429 before
-// its key is looked up; failures spend neither limit that keyed clients
-// share, so a flood of bad keys cannot lock valid keys out.
+// rate limits, before calling next with the key's principal (the owner of
+// the jobs it submits); the whole identity (operator flag) is in the
+// request's context (identityOf). A client address that has failed
+// authentication too often is answered 429 before its key is looked up;
+// failures spend neither limit that keyed clients share, so a flood of bad
+// keys cannot lock valid keys out.
 func (h *handler) authed(next func(w http.ResponseWriter, r *http.Request, owner string)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		addr := ""
@@ -306,21 +308,23 @@ func (h *handler) authed(next func(w http.ResponseWriter, r *http.Request, owner
 			}
 		}
 		secret := r.Header.Get(APIKeyHeader)
-		owner := ""
+		var ident apikeys.Identity
 		if secret != "" {
 			var err error
-			owner, err = h.cfg.Keys.Verify(r.Context(), secret)
+			ident, err = h.cfg.Keys.Verify(r.Context(), secret)
 			if err != nil && !errors.Is(err, apikeys.ErrInvalid) {
 				h.log.Error("verify API key", "err", err)
 				writeError(w, http.StatusServiceUnavailable, "service unavailable", "")
 				return
 			}
 		}
+		owner := ident.Principal
 		if owner == "" {
 			h.failures.fail(addr, h.now())
 			writeError(w, http.StatusUnauthorized, "unauthorized", "")
 			return
 		}
+		r = r.WithContext(context.WithValue(r.Context(), identityKey{}, ident))
 		if info, ok := r.Context().Value(reqInfoKey{}).(*reqInfo); ok {
 			info.owner = owner
 		}
@@ -331,6 +335,14 @@ func (h *handler) authed(next func(w http.ResponseWriter, r *http.Request, owner
 		}
 		next(w, r, owner)
 	})
+}
+
+type identityKey struct{}
+
+// identityOf is who made an authenticated request.
+func identityOf(r *http.Request) apikeys.Identity {
+	id, _ := r.Context().Value(identityKey{}).(apikeys.Identity)
+	return id
 }
 
 func (h *handler) keyLimiter(owner string) *rate.Limiter {

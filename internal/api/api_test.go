@@ -247,7 +247,7 @@ func TestAuthentication(t *testing.T) {
 	key := e.NewKey(t, "alice")
 	job := e.mustSubmit(key)
 	revoked := e.NewKey(t, "old")
-	if err := e.Keys.Revoke(context.Background(), "old"); err != nil {
+	if _, err := e.Keys.Revoke(context.Background(), "old"); err != nil {
 		t.Fatal(err)
 	}
 	routes := []struct{ method, path, body string }{

@@ -193,7 +193,8 @@ func checkIdempotencyKey(k string) string {
 }
 
 // load reads a job for owner: another owner's job is not found, exactly
-// like a job that does not exist. It writes the error response itself.
+// like a job that does not exist, unless the key is an operator's. It
+// writes the error response itself.
 func (h *handler) load(w http.ResponseWriter, r *http.Request, owner string) (*jobs.Job, bool) {
 	id := r.PathValue("id")
 	if id == "" || len(id) > maxJobIDLength {
@@ -211,8 +212,13 @@ func (h *handler) load(w http.ResponseWriter, r *http.Request, owner string) (*j
 		return nil, false
 	}
 	if j.Owner != owner {
-		writeError(w, http.StatusNotFound, "job not found", "")
-		return nil, false
+		ident := identityOf(r)
+		if !ident.Operator {
+			writeError(w, http.StatusNotFound, "job not found", "")
+			return nil, false
+		}
+		h.log.Info("operator access to another principal's job", "job_id", j.ID, "operator", owner,
+			"key_id", ident.KeyID, "job_principal", j.Owner, "method", r.Method, "path", r.URL.Path)
 	}
 	setJobID(r, j.ID)
 	return j, true
@@ -228,10 +234,18 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, owner string) {
 	writeJSON(w, http.StatusOK, h.view(r, j))
 }
 
-// list handles GET /jobs?limit=&cursor=&status=.
+// list handles GET /jobs?limit=&cursor=&status=&principal=. principal
+// (another principal's jobs) is for operator keys only.
 func (h *handler) list(w http.ResponseWriter, r *http.Request, owner string) {
 	q := r.URL.Query()
 	lq := jobstore.ListQuery{Owner: owner, Cursor: q.Get("cursor")}
+	if p := q.Get("principal"); p != "" && p != owner {
+		if !identityOf(r).Operator {
+			writeError(w, http.StatusBadRequest, "principal: only an operator key may list another principal's jobs", "principal")
+			return
+		}
+		lq.Owner = p
+	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > jobstore.MaxListLimit {

@@ -21,6 +21,7 @@ type SubmitResponse struct {
 type JobView struct {
 	JobID       string              `json:"job_id"`
 	TraceID     string              `json:"trace_id"`
+	Principal   string              `json:"principal"`
 	Status      jobs.Status         `json:"status"`
 	Command     jobs.Command        `json:"command"`
 	CreatedAt   time.Time           `json:"created_at"`
@@ -69,6 +70,7 @@ func viewOf(j *jobs.Job, logURL string) JobView {
 	}
 	return JobView{
 		JobID:       j.ID,
+		Principal:   j.Owner,
 		TraceID:     j.TraceID,
 		Status:      j.Status,
 		Command:     j.Spec.Command,

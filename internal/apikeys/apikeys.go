@@ -25,12 +25,42 @@ const SecretPrefix = "sk_live_"
 
 // KeyInfo describes a key without its secret.
 type KeyInfo struct {
-	// ID is the stable owner id jobs are recorded under (not secret).
-	ID         string     `json:"id"`
-	Name       string     `json:"name"`
+	// ID is the key's stable, non-secret id.
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Principal is who the key belongs to: jobs are recorded under it, so
+	// every key of one principal sees the same jobs (rotation keeps them).
+	Principal string `json:"principal"`
+	// Operator keys may read, list and cancel the jobs of every principal.
+	Operator   bool       `json:"operator,omitempty"`
 	CreatedAt  time.Time  `json:"created_at"`
 	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
 	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+}
+
+// Identity is who presented a key.
+type Identity struct {
+	// KeyID is the key's id (for logs).
+	KeyID string
+	// Principal owns the jobs the key submits (jobs.Job.Owner).
+	Principal string
+	// Operator may read, list and cancel any principal's jobs.
+	Operator bool
+}
+
+// CreateOptions are the optional settings of a new key.
+type CreateOptions struct {
+	// Principal the key belongs to; default: the key's name.
+	Principal string
+	// Operator marks a key that may act on every principal's jobs.
+	Operator bool
+}
+
+// Revoked describes a key that Revoke revoked.
+type Revoked struct {
+	Key KeyInfo
+	// LastOfPrincipal: the principal has no active key left.
+	LastOfPrincipal bool
 }
 
 // Manager issues and revokes keys (embedded: apikeys/sqlitekeys; on AWS
@@ -38,15 +68,16 @@ type KeyInfo struct {
 type Manager interface {
 	// Create issues a key named name and returns its secret, which is
 	// shown once and stored only hashed.
-	Create(ctx context.Context, name string) (secret string, err error)
+	Create(ctx context.Context, name string, o CreateOptions) (secret string, err error)
 	// List returns every key, revoked ones included, oldest first.
 	List(ctx context.Context) ([]KeyInfo, error)
 	// Revoke revokes the active key named name (ErrNotFound).
-	Revoke(ctx context.Context, name string) error
+	Revoke(ctx context.Context, name string) (Revoked, error)
 }
 
 // Verifier is what a backend implements.
 type Verifier interface {
-	// Verify returns the key's owner id for a presented secret.
-	Verify(ctx context.Context, secret string) (owner string, err error)
+	// Verify returns who holds a presented secret (ErrInvalid for a
+	// missing, unknown or revoked key).
+	Verify(ctx context.Context, secret string) (Identity, error)
 }

@@ -11,7 +11,9 @@
 //
 // Every change of status goes through a Transition built by the named
 // constructors below, and stores apply it as a compare-and-set on the
-// job's Version, so two actors can never both move a job.
+// job's Version, so two actors can never both move a job. A worker's
+// transitions are also fenced on its Lease (worker id and attempt), so a
+// worker that lost its job can never write it again.
 package jobs
 
 import (
@@ -89,7 +91,30 @@ var (
 	ErrIllegalTransition = errors.New("illegal job status transition")
 	// ErrDuplicate: a job with this ID (or idempotency key) already exists.
 	ErrDuplicate = errors.New("job already exists")
+	// ErrLeaseLost: a worker's transition was refused because the job is
+	// no longer held by that worker and attempt (it was re-queued and
+	// handed to another worker, or relaunched). It matches ErrConflict
+	// too. The worker must stop: another worker may be running the job.
+	ErrLeaseLost = fmt.Errorf("the job is no longer this worker's: %w", ErrConflict)
 )
+
+// Lease is one worker's hold on a job: the worker id the launcher recorded
+// (jobs.Provisioned) and the attempt it was recorded under. Every
+// transition a worker makes carries its lease (Transition.By), and stores
+// apply it only while the job still names that worker and attempt, so a
+// worker that lost its job can never write it again.
+type Lease struct {
+	WorkerID string
+	Attempt  int
+}
+
+// Holds reports whether l is j's current lease.
+func (l Lease) Holds(j *Job) bool {
+	return l.WorkerID != "" && j.WorkerID == l.WorkerID && j.Attempts == l.Attempt
+}
+
+// LeaseOf returns the lease a job's current worker holds.
+func LeaseOf(j *Job) Lease { return Lease{WorkerID: j.WorkerID, Attempt: j.Attempts} }
 
 // Progress is what the worker reports while it runs.
 type Progress struct {
@@ -184,7 +209,17 @@ type Transition struct {
 	From   []Status // the job must be in one of these
 	To     Status
 	Reason string
-	apply  func(j *Job, now time.Time)
+	// Lease, when set, fences the transition: it applies only while the
+	// job is held by this worker and attempt (else ErrLeaseLost). Stores
+	// also put it in their compare-and-set condition.
+	Lease *Lease
+	apply func(j *Job, now time.Time)
+}
+
+// By fences t to the worker holding l: see Transition.Lease.
+func (t Transition) By(l Lease) Transition {
+	t.Lease = &l
+	return t
 }
 
 // Apply checks and applies t to j at now.
@@ -197,6 +232,10 @@ func (t Transition) Apply(j *Job, now time.Time) error {
 	}
 	if !ok {
 		return fmt.Errorf("job %s is %s, not %v: %w", j.ID, j.Status, t.From, ErrConflict)
+	}
+	if t.Lease != nil && !t.Lease.Holds(j) {
+		return fmt.Errorf("job %s is held by worker %q attempt %d, not %q attempt %d: %w",
+			j.ID, j.WorkerID, j.Attempts, t.Lease.WorkerID, t.Lease.Attempt, ErrLeaseLost)
 	}
 	if t.To != j.Status && !CanTransition(j.Status, t.To) {
 		return fmt.Errorf("job %s: %s → %s: %w", j.ID, j.Status, t.To, ErrIllegalTransition)

@@ -20,6 +20,13 @@ type ListQuery struct {
 	Status jobs.Status
 }
 
+// Expect is the condition of a Driver.Put: the stored version and, for a
+// worker's transition, the worker and attempt that must still hold the job.
+type Expect struct {
+	Version int64
+	Lease   *jobs.Lease
+}
+
 // Driver is what a backend implements.
 type Driver interface {
 	// Create inserts a new job. If j.IdempotencyKey is set and a job of the
@@ -27,11 +34,13 @@ type Driver interface {
 	Create(ctx context.Context, j *jobs.Job) (*jobs.Job, error)
 	// Get reads one job with a strongly consistent read (jobs.ErrNotFound).
 	Get(ctx context.Context, id string) (*jobs.Job, error)
-	// Put replaces the job if its stored Version equals expectVersion
-	// (else jobs.ErrConflict). j.Version is already incremented. Put never
-	// creates a job: for a missing id it returns jobs.ErrNotFound (or
-	// jobs.ErrConflict where the backend cannot tell the two apart).
-	Put(ctx context.Context, j *jobs.Job, expectVersion int64) error
+	// Put replaces the job if its stored Version equals e.Version and, when
+	// e.Lease is set, its stored worker id and attempt equal the lease's
+	// (else jobs.ErrConflict), in one conditional write. j.Version is
+	// already incremented. Put never creates a job: for a missing id it
+	// returns jobs.ErrNotFound (or jobs.ErrConflict where the backend
+	// cannot tell the two apart).
+	Put(ctx context.Context, j *jobs.Job, e Expect) error
 	// List pages through one owner's jobs, newest first (CreatedAt, ties
 	// in any stable order), with q.Limit already clamped by Store. A cursor
 	// it cannot decode is ErrInvalidCursor; next is "" on the last page.

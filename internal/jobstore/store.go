@@ -149,8 +149,11 @@ func (s *Store) keepActive(all []*jobs.Job) []*jobs.Job {
 // state. It returns the job as written.
 //
 // When t does not fit the job's state (jobs.ErrConflict: e.g. cancelling a
-// completed job; jobs.ErrIllegalTransition) Apply returns the job as it is
-// together with the error, so the caller can report the current status.
+// completed job; jobs.ErrIllegalTransition; jobs.ErrLeaseLost: a fenced
+// transition of a worker that no longer holds the job) Apply returns the
+// job as it is together with the error, so the caller can report the
+// current status. A fenced transition's lease is checked against the job
+// read and again in the driver's conditional write.
 func (s *Store) Apply(ctx context.Context, id string, t jobs.Transition) (*jobs.Job, error) {
 	var lastErr error
 	for attempt := 0; attempt < maxApplyAttempts; attempt++ {
@@ -170,7 +173,7 @@ func (s *Store) Apply(ctx context.Context, id string, t jobs.Transition) (*jobs.
 		}
 		prev := cur.Version
 		next.Version = prev + 1
-		err = s.d.Put(ctx, &next, prev)
+		err = s.d.Put(ctx, &next, Expect{Version: prev, Lease: t.Lease})
 		if err == nil {
 			return &next, nil
 		}

@@ -20,7 +20,11 @@
 //     a running job whose heartbeat is older than HeartbeatTimeout, or
 //     whose worker is gone, is re-queued (jobs.Requeued; the next worker
 //     resumes from the engine's checkpoint on the target) until it has had
-//     MaxAttempts workers, then failed with the reason; a provisioning job
+//     MaxAttempts workers, then failed with the reason. It is re-queued
+//     only after the launcher's Stop succeeded for its recorded worker and
+//     every live worker of it (fenced on that worker's lease); when a stop
+//     fails the job is left as it is and the error reported, never handed
+//     to a second worker while the first may still run; a provisioning job
 //     whose launched worker died before starting is re-sent, or failed
 //     after MaxAttempts; a job past its timeout (plus TimeoutGrace: the
 //     worker normally ends it itself) is ended as timeout and its worker
@@ -32,7 +36,8 @@
 //   - Cancel marks the job cancelled first (so the worker's own final
 //     transition loses the race) and then stops its worker.
 //   - Shutdown (serve's graceful stop) stops the live workers and re-queues
-//     their jobs, which resume from their checkpoints when serve runs again.
+//     their jobs, which resume from their checkpoints when serve runs again
+//     (only the jobs whose worker it did stop).
 //
 // Times come from Config.Now, so tests drive heartbeats and timeouts with a
 // fake clock; the loops' intervals are Config fields.

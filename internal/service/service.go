@@ -431,6 +431,9 @@ func (s *Service) checkJob(ctx context.Context, j *jobs.Job, workers []launcher.
 			reason := fmt.Sprintf("the worker exited before starting the job, %d times; see the worker's output (serve's data directory, workers/%s.log)", j.Attempts, j.ID)
 			return s.fail(ctx, j, reason)
 		}
+		if err := s.stopWorkers(ctx, j, workers); err != nil {
+			return fmt.Errorf("re-send job %s: its launched worker may still start: %w", j.ID, err)
+		}
 		s.note(ctx, j, "worker %s exited before starting the job; starting another (attempt %d of %d)", j.WorkerID, j.Attempts+1, s.cfg.MaxAttempts)
 		if err := s.cfg.Queue.Send(ctx, j.ID); err != nil {
 			return fmt.Errorf("re-queue job %s: %w", j.ID, err)
@@ -445,17 +448,26 @@ func (s *Service) checkJob(ctx context.Context, j *jobs.Job, workers []launcher.
 
 // rescue re-queues a running job whose worker was lost, or fails it once
 // it has had MaxAttempts workers.
+//
+// A job is re-queued only once its old worker is known to be stopped (the
+// launcher's Stop succeeded for the recorded worker and every live worker
+// of the job): two workers must never write one target. When stopping
+// fails the job is left as it is, and the next check tries again; the
+// error reaches the operator. The re-queue itself is fenced on the stopped
+// worker's lease, so it cannot take the job from a worker it did not stop.
 func (s *Service) rescue(ctx context.Context, j *jobs.Job, reason string, workers []launcher.Worker) error {
-	for _, w := range workers {
-		// A hung worker: stop it before another takes over.
-		if err := s.cfg.Launcher.Stop(ctx, w.ID); err != nil {
-			s.log.Warn("stop lost worker", "job_id", j.ID, "worker_id", w.ID, "err", err)
-		}
-	}
+	stopErr := s.stopWorkers(ctx, j, workers)
 	if j.Attempts >= s.cfg.MaxAttempts {
+		// Failing starts no other worker; the old one's writes are
+		// refused once the job has ended, and the reaper stops it.
 		return s.fail(ctx, j, fmt.Sprintf("%s; gave up after %d attempts", reason, j.Attempts))
 	}
-	if _, err := s.cfg.Store.Apply(ctx, j.ID, jobs.Requeued(reason)); err != nil {
+	if stopErr != nil {
+		s.log.Error("lost worker could not be stopped; job not re-queued", "job_id", j.ID, "trace_id", j.TraceID,
+			"worker_id", j.WorkerID, "reason", reason, "err", stopErr)
+		return fmt.Errorf("rescue job %s (%s): not re-queued while its worker may still run: %w", j.ID, reason, stopErr)
+	}
+	if _, err := s.cfg.Store.Apply(ctx, j.ID, jobs.Requeued(reason).By(jobs.LeaseOf(j))); err != nil {
 		if isConflict(err) {
 			return nil // it ended (or moved) meanwhile
 		}
@@ -469,6 +481,28 @@ func (s *Service) rescue(ctx context.Context, j *jobs.Job, reason string, worker
 	s.note(ctx, j, "%s; a new worker resumes the job from its checkpoint (attempt %d of %d)", reason, j.Attempts+1, s.cfg.MaxAttempts)
 	s.log.Warn("worker lost; job re-queued", "job_id", j.ID, "trace_id", j.TraceID, "reason", reason, "attempts", j.Attempts)
 	return nil
+}
+
+// stopWorkers stops, and waits for, the recorded worker of j and every
+// live worker of it; the error joins the stops that failed.
+func (s *Service) stopWorkers(ctx context.Context, j *jobs.Job, workers []launcher.Worker) error {
+	ids := []string{}
+	if j.WorkerID != "" {
+		ids = append(ids, j.WorkerID)
+	}
+	for _, w := range workers {
+		if w.ID != j.WorkerID {
+			ids = append(ids, w.ID)
+		}
+	}
+	var errs []error
+	for _, id := range ids {
+		if err := s.cfg.Launcher.Stop(ctx, id); err != nil {
+			s.log.Warn("stop worker", "job_id", j.ID, "worker_id", id, "err", err)
+			errs = append(errs, fmt.Errorf("stop worker %s: %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (s *Service) fail(ctx context.Context, j *jobs.Job, reason string) error {
@@ -625,19 +659,27 @@ func (s *Service) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("list workers: %w", err)
 	}
 	var wg sync.WaitGroup
-	for _, w := range live {
+	stopErrs := make([]error, len(live))
+	for i, w := range live {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := s.cfg.Launcher.Stop(ctx, w.ID); err != nil {
 				s.log.Warn("stop worker", "job_id", w.JobID, "worker_id", w.ID, "err", err)
+				stopErrs[i] = err
 			}
 		}()
 	}
 	wg.Wait()
 	var errs []error
 	const reason = "the service stopped"
-	for _, w := range live {
+	for i, w := range live {
+		if stopErrs[i] != nil {
+			// Never re-queue a job whose worker may still run: the next
+			// serve's rescuer deals with it once the worker is gone.
+			errs = append(errs, fmt.Errorf("job %s not re-queued: stop worker %s: %w", w.JobID, w.ID, stopErrs[i]))
+			continue
+		}
 		j, err := s.cfg.Store.Get(ctx, w.JobID)
 		if err != nil {
 			continue

@@ -124,6 +124,8 @@ type tweaks struct {
 	mode   string
 	binary string
 	cfg    func(*service.Config)
+	// wrap decorates the real local launcher the service uses.
+	wrap func(launcher.Launcher) launcher.Launcher
 }
 
 func setup(t *testing.T, tw tweaks) *bundle {
@@ -154,8 +156,12 @@ func setup(t *testing.T, tw tweaks) *bundle {
 		}
 	})
 	b := &bundle{set: set, launcher: l, clock: ck, metrics: promtelemetry.New()}
+	var used launcher.Launcher = l
+	if tw.wrap != nil {
+		used = tw.wrap(l)
+	}
 	cfg := service.Config{
-		Store: set.Store, Queue: set.Queue, Launcher: l, Metrics: b.metrics, Logs: set.Logs, Now: ck.Now,
+		Store: set.Store, Queue: set.Queue, Launcher: used, Metrics: b.metrics, Logs: set.Logs, Now: ck.Now,
 		ReceiveWait: 2 * time.Second, CapacityRetryDelay: 100 * time.Millisecond, LaunchRetryDelay: 10 * time.Millisecond,
 		TimeoutGrace: time.Second,
 		AfterSweep: func(_ context.Context, before time.Time) error {
@@ -630,5 +636,58 @@ func TestSweepPurgesExpiredJobs(t *testing.T) {
 	b.provision(t)
 	if n := len(b.live(t)); n != 1 {
 		t.Fatalf("%d workers, want 1 (the fresh job's)", n)
+	}
+}
+
+// stopFails is the real local launcher whose Stop fails (an EC2 API
+// outage, a permission the operator forgot): the worker keeps running.
+type stopFails struct{ launcher.Launcher }
+
+func (stopFails) Stop(context.Context, string) error {
+	return errors.New("test: stopping workers is failing")
+}
+
+// Attack: the rescuer gives up on a hung worker but cannot stop it. Before
+// the fence it re-queued the job anyway and a second worker started on the
+// same target while the first still ran.
+func TestRescuerNeverRequeuesAWorkerItCouldNotStop(t *testing.T) {
+	b := setup(t, tweaks{mode: "hang", cfg: func(c *service.Config) { c.MaxAttempts = 3; c.MaxConcurrentJobs = 4 },
+		wrap: func(l launcher.Launcher) launcher.Launcher { return stopFails{l} }})
+	j := b.submit(t, jobs.Options{})
+	b.provision(t)
+	first := b.waitStatus(t, j.ID, jobs.StatusRunning)
+
+	b.clock.Advance(service.DefaultHeartbeatTimeout + time.Second)
+	err := b.svc.CheckOnce(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "not re-queued") {
+		t.Errorf("CheckOnce = %v; want the failed stop reported", err)
+	}
+	got := b.job(t, j.ID)
+	if got.Status != jobs.StatusRunning || got.WorkerID != first.WorkerID || got.Attempts != 1 {
+		t.Errorf("job %s on %q attempt %d after a failed stop; want it left running on %s", got.Status, got.WorkerID, got.Attempts, first.WorkerID)
+	}
+	if n := b.queued(t); n != 0 {
+		t.Errorf("%d messages queued after a failed stop; want none", n)
+	}
+	b.provision(t)
+	if ws := b.live(t); len(ws) != 1 || ws[0].ID != first.WorkerID {
+		t.Fatalf("live workers %+v; want only the first worker %s", ws, first.WorkerID)
+	}
+}
+
+// Shutdown re-queues only the jobs whose worker it stopped.
+func TestShutdownKeepsJobsWhoseWorkerItCouldNotStop(t *testing.T) {
+	b := setup(t, tweaks{mode: "run", wrap: func(l launcher.Launcher) launcher.Launcher { return stopFails{l} }})
+	j := b.submit(t, jobs.Options{})
+	b.provision(t)
+	first := b.waitStatus(t, j.ID, jobs.StatusRunning)
+	if err := b.svc.Shutdown(context.Background()); err == nil || !strings.Contains(err.Error(), "not re-queued") {
+		t.Errorf("Shutdown = %v; want the failed stop reported", err)
+	}
+	if got := b.job(t, j.ID); got.Status != jobs.StatusRunning || got.WorkerID != first.WorkerID {
+		t.Errorf("job %s on %q; want it left to its still-running worker %s", got.Status, got.WorkerID, first.WorkerID)
+	}
+	if n := b.queued(t); n != 0 {
+		t.Errorf("%d messages after a failed stop, want 0", n)
 	}
 }

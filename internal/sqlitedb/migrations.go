@@ -94,4 +94,26 @@ var migrations = []string{
 	BEGIN
 		UPDATE job_counters SET value = value - 1 WHERE name = 'active';
 	END;`,
+	// N (append-only; the lead renumbers): principals (apikeys/sqlitekeys).
+	// A key belongs to a principal (default: its name) and may be an
+	// operator's. Jobs were owned by the submitting key's id; they now
+	// belong to that key's principal, so every key of the principal (a
+	// rotated one too) sees them. Where two keys of one principal (a
+	// revoked key and its same-named successor) used the same
+	// Idempotency-Key, only the newest job keeps it.
+	`ALTER TABLE api_keys ADD COLUMN principal TEXT NOT NULL DEFAULT '';
+	ALTER TABLE api_keys ADD COLUMN operator INTEGER NOT NULL DEFAULT 0;
+	UPDATE api_keys SET principal = name WHERE principal = '';
+	CREATE INDEX api_keys_principal ON api_keys (principal) WHERE revoked_at IS NULL;
+	UPDATE jobs SET idempotency_key = NULL, doc = json_remove(doc, '$.idempotency_key')
+	WHERE idempotency_key IS NOT NULL AND EXISTS (
+		SELECT 1 FROM jobs later
+		JOIN api_keys kl ON kl.id = later.owner
+		JOIN api_keys kj ON kj.id = jobs.owner
+		WHERE kl.principal = kj.principal AND later.idempotency_key = jobs.idempotency_key
+		AND (later.created_at > jobs.created_at OR (later.created_at = jobs.created_at AND later.id > jobs.id)));
+	UPDATE jobs SET
+		owner = (SELECT principal FROM api_keys WHERE id = jobs.owner),
+		doc = json_set(doc, '$.owner', (SELECT principal FROM api_keys WHERE id = jobs.owner))
+	WHERE owner IN (SELECT id FROM api_keys);`,
 }

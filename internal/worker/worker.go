@@ -168,15 +168,24 @@ func Run(ctx context.Context, cfg Config, jobID string) (Result, error) {
 	if j, err = waitLaunchRecorded(ctx, cfg, j); err != nil {
 		return Result{}, err
 	}
-	started, err := cfg.Store.Apply(ctx, jobID, jobs.Started(cfg.WorkerID))
+	// The worker holds the job under the launch record it found: its own
+	// id and that attempt. Every write it makes is fenced on this lease,
+	// so once the service hands the job to another worker (or relaunches
+	// it) nothing this worker sends lands on it.
+	lease := jobs.Lease{WorkerID: cfg.WorkerID, Attempt: j.Attempts}
+	started, err := cfg.Store.Apply(ctx, jobID, jobs.Started(cfg.WorkerID).By(lease))
 	if err != nil {
 		if started != nil && started.Status.Terminal() {
 			log.Info("job ended before it started", "status", string(started.Status))
 			return Result{Status: started.Status, Error: started.Error}, nil
 		}
+		if errors.Is(err, jobs.ErrLeaseLost) {
+			return Result{}, fmt.Errorf("start job %s: %v: %w", jobID, err, ErrNotMine)
+		}
 		return Result{}, fmt.Errorf("start job %s: %w", jobID, err)
 	}
 	r := newRun(cfg, started, log)
+	r.lease = lease
 	defer r.logs.close()
 	return r.run(ctx)
 }
@@ -205,10 +214,11 @@ func waitLaunchRecorded(ctx context.Context, cfg Config, j *jobs.Job) (*jobs.Job
 
 // run is one worker's execution of a started job.
 type run struct {
-	cfg  Config
-	job  *jobs.Job
-	log  *slog.Logger
-	logs *lineWriter
+	cfg   Config
+	job   *jobs.Job
+	lease jobs.Lease // every write is fenced on it
+	log   *slog.Logger
+	logs  *lineWriter
 
 	echoMu   sync.Mutex
 	mu       sync.Mutex
@@ -343,12 +353,21 @@ func (r *run) finish(ctx context.Context, t jobs.Transition) (Result, error) {
 	r.logs.flush()
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	done, err := r.cfg.Store.Apply(wctx, r.job.ID, t)
+	done, err := r.cfg.Store.Apply(wctx, r.job.ID, t.By(r.lease))
 	if err != nil {
 		if done != nil && done.Status.Terminal() {
 			// Someone else ended it first (cancel, scheduler timeout).
 			r.log.Info("job already ended", "status", string(done.Status), "wanted", string(t.To))
 			return Result{Status: done.Status, Error: done.Error}, nil
+		}
+		if done != nil && errors.Is(err, jobs.ErrConflict) {
+			// The job was handed to another worker: this worker's outcome
+			// is not the job's.
+			ended := &endedElsewhere{status: done.Status, worker: done.WorkerID}
+			r.Logf("worker %s: its result (%s) was not recorded: %v", r.cfg.WorkerID, t.To, ended)
+			r.log.Warn("job taken from this worker before it ended", "wanted", string(t.To), "reason", ended.Error())
+			r.logs.flush()
+			return Result{}, fmt.Errorf("job %s: %v: %w", r.job.ID, ended, ErrNotMine)
 		}
 		return Result{}, fmt.Errorf("record job %s as %s: %w", r.job.ID, t.To, err)
 	}
@@ -406,11 +425,8 @@ func (r *run) heartbeatLoop(ctx context.Context, end context.CancelCauseFunc) {
 		r.mu.Lock()
 		r.dirty = false
 		r.mu.Unlock()
-		cur, err := r.cfg.Store.Apply(ctx, r.job.ID, jobs.Heartbeat(p))
+		cur, err := r.cfg.Store.Apply(ctx, r.job.ID, jobs.Heartbeat(p).By(r.lease))
 		switch {
-		case err == nil && cur.WorkerID != "" && cur.WorkerID != r.cfg.WorkerID:
-			end(&endedElsewhere{status: cur.Status, worker: cur.WorkerID})
-			return
 		case err == nil:
 			last = time.Now()
 		case cur != nil:

@@ -400,3 +400,123 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// handToWorkerB does what the service does when it gives up on a worker:
+// re-queue the job, launch worker-b, and worker-b starts it.
+func (b *bundle) handToWorkerB(t *testing.T, id string) jobs.Lease {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := b.set.Store.Apply(ctx, id, jobs.Requeued("test: worker lost")); err != nil {
+		t.Fatal(err)
+	}
+	j, err := b.set.Store.Apply(ctx, id, jobs.Provisioned("worker-b", "local", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease := jobs.LeaseOf(j)
+	if _, err := b.set.Store.Apply(ctx, id, jobs.Started("worker-b").By(lease)); err != nil {
+		t.Fatal(err)
+	}
+	return lease
+}
+
+// finishAsWorkerB completes the job as worker-b and checks that the job's
+// end is B's, whatever the stale worker did.
+func (b *bundle) finishAsWorkerB(t *testing.T, id string, lease jobs.Lease) {
+	t.Helper()
+	final := jobs.Progress{Phase: "done by worker-b", TablesCompleted: 7}
+	if _, err := b.set.Store.Apply(context.Background(), id, jobs.Completed(&final).By(lease)); err != nil {
+		t.Fatalf("worker-b could not complete its job: %v", err)
+	}
+	got := b.job(t, id)
+	if got.Status != jobs.StatusCompleted || got.WorkerID != "worker-b" || got.Progress != final || got.Error != "" {
+		t.Fatalf("final job: status %s worker %q progress %+v error %q; want worker-b's completion", got.Status, got.WorkerID, got.Progress, got.Error)
+	}
+}
+
+// Attack: worker A's job is rescued and given to worker B while A is still
+// running; A finishes its engine work and tries to complete the job.
+func TestStaleWorkerCannotCompleteALostJob(t *testing.T) {
+	b := setup(t)
+	j := b.newJob(t, jobOverrides{WorkerPid: "worker-a"})
+	release := make(chan struct{})
+	e := worker.EngineFunc(func(ctx context.Context, _ jobs.Command, _ replicator.Options, _ replicator.Reporter) error {
+		select {
+		case <-release:
+			return nil // A believes it finished
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	cfg := b.config(e)
+	cfg.WorkerID = "worker-a"
+	cfg.HeartbeatEvery = time.Hour // A writes nothing until it finishes
+	done := make(chan error, 1)
+	go func() {
+		_, err := worker.Run(context.Background(), cfg, j.ID)
+		done <- err
+	}()
+	waitFor(t, "A running", func() bool { return b.job(t, j.ID).Status == jobs.StatusRunning })
+	leaseB := b.handToWorkerB(t, j.ID)
+	close(release)
+	select {
+	case err := <-done:
+		if !errors.Is(err, worker.ErrNotMine) {
+			t.Errorf("stale worker A: err = %v, want ErrNotMine", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("worker A did not return")
+	}
+	if got := b.job(t, j.ID); got.Status != jobs.StatusRunning || got.WorkerID != "worker-b" {
+		t.Fatalf("after A finished: job %s on %q; A must not end worker-b's job", got.Status, got.WorkerID)
+	}
+	b.finishAsWorkerB(t, j.ID, leaseB)
+}
+
+// Attack: the lost worker A keeps reporting progress after B took over; its
+// progress must never land on B's job, and A must stop its engine.
+func TestStaleWorkerProgressIsRefused(t *testing.T) {
+	b := setup(t)
+	j := b.newJob(t, jobOverrides{WorkerPid: "worker-a"})
+	release := make(chan struct{})
+	stopped := make(chan struct{})
+	e := worker.EngineFunc(func(ctx context.Context, _ jobs.Command, _ replicator.Options, rep replicator.Reporter) error {
+		<-release
+		rep.Progress(replicator.Progress{Phase: "stale progress of worker-a"})
+		select {
+		case <-ctx.Done(): // the worker noticed and stopped its engine
+			close(stopped)
+			return ctx.Err()
+		case <-time.After(20 * time.Second):
+			return errors.New("worker A's engine was never stopped")
+		}
+	})
+	cfg := b.config(e)
+	cfg.WorkerID = "worker-a"
+	cfg.HeartbeatEvery = time.Hour
+	done := make(chan error, 1)
+	go func() {
+		_, err := worker.Run(context.Background(), cfg, j.ID)
+		done <- err
+	}()
+	waitFor(t, "A running", func() bool { return b.job(t, j.ID).Status == jobs.StatusRunning })
+	leaseB := b.handToWorkerB(t, j.ID)
+	close(release)
+	select {
+	case err := <-done:
+		if !errors.Is(err, worker.ErrNotMine) {
+			t.Errorf("stale worker A: err = %v, want ErrNotMine", err)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("worker A did not return")
+	}
+	select {
+	case <-stopped:
+	default:
+		t.Error("worker A returned without stopping its engine")
+	}
+	if got := b.job(t, j.ID); got.Status != jobs.StatusRunning || got.WorkerID != "worker-b" || got.Progress.Phase != "" {
+		t.Fatalf("job %s on %q progress %+v: A's progress landed on worker-b's job", got.Status, got.WorkerID, got.Progress)
+	}
+	b.finishAsWorkerB(t, j.ID, leaseB)
+}

@@ -17,6 +17,7 @@ import (
 	"database/sql"
 
 	"github.com/serenorg/postgres-seren-replicator/internal/api"
+	"github.com/serenorg/postgres-seren-replicator/internal/apikeys"
 	"github.com/serenorg/postgres-seren-replicator/internal/apikeys/sqlitekeys"
 	"github.com/serenorg/postgres-seren-replicator/internal/joblog/sqlitelog"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobstore"
@@ -135,10 +136,17 @@ func New(t testing.TB, tweak func(*api.Config)) *Env {
 	return e
 }
 
-// NewKey creates an API key and returns its secret.
+// NewKey creates an API key (its own principal) and returns its secret.
 func (e *Env) NewKey(t testing.TB, name string) string {
 	t.Helper()
-	secret, err := e.Keys.Create(context.Background(), name)
+	return e.NewKeyWith(t, name, apikeys.CreateOptions{})
+}
+
+// NewKeyWith creates an API key with a principal or the operator flag and
+// returns its secret.
+func (e *Env) NewKeyWith(t testing.TB, name string, o apikeys.CreateOptions) string {
+	t.Helper()
+	secret, err := e.Keys.Create(context.Background(), name, o)
 	if err != nil {
 		t.Fatalf("create API key %s: %v", name, err)
 	}

@@ -1,6 +1,7 @@
 // Package sqlitekeys is the embedded API key store: the api_keys table of
-// the service's SQLite file (internal/sqlitedb) holds, per key, a stable id
-// (the owner recorded on jobs), a name, and the SHA-256 of the secret; the
+// the service's SQLite file (internal/sqlitedb) holds, per key, a stable id,
+// a name, its principal (the owner recorded on jobs; default the name), an
+// operator flag, and the SHA-256 of the secret; the
 // secret itself is shown once by Create and never stored. Several keys can
 // be active at once so they can be rotated; a name is unique among active
 // keys. Nothing is cached: a revoked key stops working at once.
@@ -72,9 +73,16 @@ func hash(secret string) []byte {
 }
 
 // Create issues a new key and returns its secret.
-func (k *Keys) Create(ctx context.Context, name string) (string, error) {
+func (k *Keys) Create(ctx context.Context, name string, o apikeys.CreateOptions) (string, error) {
 	if err := ValidateName(name); err != nil {
 		return "", err
+	}
+	principal := o.Principal
+	if principal == "" {
+		principal = name
+	}
+	if err := ValidateName(principal); err != nil {
+		return "", fmt.Errorf("principal: %w", err)
 	}
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
@@ -87,8 +95,8 @@ func (k *Keys) Create(ctx context.Context, name string) (string, error) {
 		return "", fmt.Errorf("create key %s: %w", name, err)
 	}
 	id := "key_" + hex.EncodeToString(idRaw)
-	_, err := k.db.ExecContext(ctx, `INSERT INTO api_keys (id, name, hash, created_at) VALUES (?, ?, ?, ?)`,
-		id, name, hash(secret), sqlitedb.Nanos(k.now()))
+	_, err := k.db.ExecContext(ctx, `INSERT INTO api_keys (id, name, principal, operator, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		id, name, principal, o.Operator, hash(secret), sqlitedb.Nanos(k.now()))
 	if sqlitedb.IsConstraint(err) {
 		return "", hint.Wrap(fmt.Errorf("create key %s: %w", name, apikeys.ErrNameTaken),
 			fmt.Sprintf("choose another --name, or revoke the old key first: keys revoke %s", name))
@@ -101,7 +109,7 @@ func (k *Keys) Create(ctx context.Context, name string) (string, error) {
 
 // List returns every key, revoked ones included, oldest first.
 func (k *Keys) List(ctx context.Context) ([]apikeys.KeyInfo, error) {
-	rows, err := k.db.QueryContext(ctx, `SELECT id, name, created_at, revoked_at, last_used_at
+	rows, err := k.db.QueryContext(ctx, `SELECT id, name, principal, operator, created_at, revoked_at, last_used_at
 		FROM api_keys ORDER BY created_at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
@@ -114,7 +122,7 @@ func (k *Keys) List(ctx context.Context) ([]apikeys.KeyInfo, error) {
 			created           int64
 			revoked, lastUsed sql.NullInt64
 		)
-		if err := rows.Scan(&ki.ID, &ki.Name, &created, &revoked, &lastUsed); err != nil {
+		if err := rows.Scan(&ki.ID, &ki.Name, &ki.Principal, &ki.Operator, &created, &revoked, &lastUsed); err != nil {
 			return nil, fmt.Errorf("list keys: %w", err)
 		}
 		ki.CreatedAt = sqlitedb.Time(created)
@@ -136,44 +144,68 @@ func optTime(n sql.NullInt64) *time.Time {
 	return &t
 }
 
-// Revoke revokes the active key named name.
-func (k *Keys) Revoke(ctx context.Context, name string) error {
-	res, err := k.db.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL`,
-		sqlitedb.Nanos(k.now()), name)
+// Revoke revokes the active key named name and reports whether it was its
+// principal's last active key.
+func (k *Keys) Revoke(ctx context.Context, name string) (apikeys.Revoked, error) {
+	tx, err := k.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("revoke key %s: %w", name, err)
+		return apikeys.Revoked{}, fmt.Errorf("revoke key %s: %w", name, err)
 	}
-	n, err := res.RowsAffected()
+	defer tx.Rollback()
+	var (
+		r       apikeys.Revoked
+		created int64
+	)
+	err = tx.QueryRowContext(ctx, `SELECT id, name, principal, operator, created_at FROM api_keys WHERE name = ? AND revoked_at IS NULL`,
+		name).Scan(&r.Key.ID, &r.Key.Name, &r.Key.Principal, &r.Key.Operator, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return apikeys.Revoked{}, hint.Wrap(fmt.Errorf("revoke key %q: %w", name, apikeys.ErrNotFound), "see the active keys with: keys list")
+	}
 	if err != nil {
-		return fmt.Errorf("revoke key %s: %w", name, err)
+		return apikeys.Revoked{}, fmt.Errorf("revoke key %s: %w", name, err)
 	}
-	if n == 0 {
-		return hint.Wrap(fmt.Errorf("revoke key %q: %w", name, apikeys.ErrNotFound), "see the active keys with: keys list")
+	now := k.now()
+	if _, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ? WHERE id = ?`, sqlitedb.Nanos(now), r.Key.ID); err != nil {
+		return apikeys.Revoked{}, fmt.Errorf("revoke key %s: %w", name, err)
 	}
-	return nil
+	var left int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM api_keys WHERE principal = ? AND revoked_at IS NULL`,
+		r.Key.Principal).Scan(&left); err != nil {
+		return apikeys.Revoked{}, fmt.Errorf("revoke key %s: %w", name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return apikeys.Revoked{}, fmt.Errorf("revoke key %s: %w", name, err)
+	}
+	r.Key.CreatedAt = sqlitedb.Time(created)
+	r.Key.RevokedAt = &now
+	r.LastOfPrincipal = left == 0
+	return r, nil
 }
 
-// Verify returns the id of the active key whose secret is presented.
-func (k *Keys) Verify(ctx context.Context, secret string) (string, error) {
+// Verify returns who holds the active key whose secret is presented.
+func (k *Keys) Verify(ctx context.Context, secret string) (apikeys.Identity, error) {
 	if !strings.HasPrefix(secret, apikeys.SecretPrefix) || len(secret) > maxSecretLen {
-		return "", apikeys.ErrInvalid
+		return apikeys.Identity{}, apikeys.ErrInvalid
 	}
 	var (
-		id       string
+		id       apikeys.Identity
 		lastUsed sql.NullInt64
 	)
-	err := k.st.QueryRow(ctx, `SELECT id, last_used_at FROM api_keys WHERE hash = ? AND revoked_at IS NULL`,
-		hash(secret)).Scan(&id, &lastUsed)
+	err := k.st.QueryRow(ctx, `SELECT id, principal, operator, last_used_at FROM api_keys WHERE hash = ? AND revoked_at IS NULL`,
+		hash(secret)).Scan(&id.KeyID, &id.Principal, &id.Operator, &lastUsed)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", apikeys.ErrInvalid
+		return apikeys.Identity{}, apikeys.ErrInvalid
 	}
 	if err != nil {
-		return "", fmt.Errorf("verify API key: %w", err)
+		return apikeys.Identity{}, fmt.Errorf("verify API key: %w", err)
+	}
+	if id.Principal == "" {
+		return apikeys.Identity{}, apikeys.ErrInvalid
 	}
 	now := k.now()
 	if !lastUsed.Valid || now.Sub(sqlitedb.Time(lastUsed.Int64)) >= lastUsedEvery {
 		// Best effort: a busy database must not fail authentication.
-		_, _ = k.db.ExecContext(ctx, `UPDATE api_keys SET last_used_at = ? WHERE id = ?`, sqlitedb.Nanos(now), id)
+		_, _ = k.db.ExecContext(ctx, `UPDATE api_keys SET last_used_at = ? WHERE id = ?`, sqlitedb.Nanos(now), id.KeyID)
 	}
 	return id, nil
 }

@@ -50,7 +50,7 @@ func setup(t *testing.T) (*sqlitekeys.Keys, *bundle) {
 
 func mustCreate(t *testing.T, k *sqlitekeys.Keys, name string) string {
 	t.Helper()
-	s, err := k.Create(context.Background(), name)
+	s, err := k.Create(context.Background(), name, apikeys.CreateOptions{})
 	if err != nil {
 		t.Fatalf("Create %s: %v", name, err)
 	}
@@ -64,19 +64,23 @@ func TestCreateAndVerify(t *testing.T) {
 	if !strings.HasPrefix(secret, "sk_live_") || len(secret) != len("sk_live_")+43 {
 		t.Errorf("secret %q: want sk_live_ and 32 random bytes in base64url", secret)
 	}
-	owner, err := k.Verify(ctx, secret)
+	ident, err := k.Verify(ctx, secret)
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
+	if ident.Principal != "ci" || ident.Operator {
+		t.Errorf("identity %+v: want principal ci (the name), not an operator", ident)
+	}
+	owner := ident.KeyID
 	if owner == "" || strings.Contains(secret, owner) || strings.Contains(owner, secret[8:16]) {
 		t.Errorf("owner %q must be a non-empty id unrelated to the secret", owner)
 	}
 	again, err := k.Verify(ctx, secret)
-	if err != nil || again != owner {
-		t.Errorf("second Verify: %q, %v; want the same owner %q", again, err, owner)
+	if err != nil || again != ident {
+		t.Errorf("second Verify: %+v, %v; want the same owner %+v", again, err, owner)
 	}
 	list, err := k.List(ctx)
-	if err != nil || len(list) != 1 || list[0].ID != owner || list[0].Name != "ci" {
+	if err != nil || len(list) != 1 || list[0].ID != owner || list[0].Name != "ci" || list[0].Principal != "ci" {
 		t.Errorf("List = %+v, %v", list, err)
 	}
 }
@@ -86,8 +90,8 @@ func TestWrongSecretsRejected(t *testing.T) {
 	secret := mustCreate(t, k, "ci")
 	for _, s := range []string{"", "sk_live_", secret[:len(secret)-1], secret + "x", strings.ToUpper(secret),
 		strings.TrimPrefix(secret, "sk_live_"), "sk_test_" + secret[8:], strings.Repeat("sk_live_", 100)} {
-		if owner, err := k.Verify(context.Background(), s); !errors.Is(err, apikeys.ErrInvalid) || owner != "" {
-			t.Errorf("Verify(%q) = %q, %v; want ErrInvalid", s, owner, err)
+		if owner, err := k.Verify(context.Background(), s); !errors.Is(err, apikeys.ErrInvalid) || owner != (apikeys.Identity{}) {
+			t.Errorf("Verify(%+v) = %+v, %v; want ErrInvalid", s, owner, err)
 		}
 	}
 }
@@ -101,17 +105,17 @@ func TestSeveralActiveKeysAndRotation(t *testing.T) {
 	o1, err1 := k.Verify(ctx, old)
 	o2, err2 := k.Verify(ctx, next)
 	if err1 != nil || err2 != nil || o1 == o2 {
-		t.Fatalf("two active keys: %q %v, %q %v; want both valid with distinct owners", o1, err1, o2, err2)
+		t.Fatalf("two active keys: %+v %v, %+v %v; want both valid with distinct owners", o1, err1, o2, err2)
 	}
 	b.clock.Add(time.Hour)
-	if err := k.Revoke(ctx, "ci"); err != nil {
+	if _, err := k.Revoke(ctx, "ci"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := k.Verify(ctx, old); !errors.Is(err, apikeys.ErrInvalid) {
 		t.Errorf("revoked key still verifies: %v", err)
 	}
 	if o, err := k.Verify(ctx, next); err != nil || o != o2 {
-		t.Errorf("the other key stopped working: %q, %v", o, err)
+		t.Errorf("the other key stopped working: %+v, %v", o, err)
 	}
 	list, err := k.List(ctx)
 	if err != nil || len(list) != 2 {
@@ -123,10 +127,11 @@ func TestSeveralActiveKeysAndRotation(t *testing.T) {
 	if list[1].Name != "ci-2" || list[1].RevokedAt != nil {
 		t.Errorf("active key listed as %+v", list[1])
 	}
-	// The name is free again; the new key is a new owner.
+	// The name is free again; the new key is a new key of the same
+	// principal (the default principal is the name), so it keeps ci's jobs.
 	again := mustCreate(t, k, "ci")
-	if o, err := k.Verify(ctx, again); err != nil || o == o1 {
-		t.Errorf("recreated key: owner %q (old %q), %v", o, o1, err)
+	if o, err := k.Verify(ctx, again); err != nil || o.KeyID == o1.KeyID || o.Principal != o1.Principal {
+		t.Errorf("recreated key: owner %+v (old %+v), %v", o, o1, err)
 	}
 }
 
@@ -134,25 +139,25 @@ func TestNames(t *testing.T) {
 	k, _ := setup(t)
 	ctx := context.Background()
 	mustCreate(t, k, "ci")
-	_, err := k.Create(ctx, "ci")
+	_, err := k.Create(ctx, "ci", apikeys.CreateOptions{})
 	if !errors.Is(err, apikeys.ErrNameTaken) || !strings.Contains(hint.Of(err), "keys revoke ci") {
 		t.Errorf("duplicate active name: %v (hint %q)", err, hint.Of(err))
 	}
 	for _, bad := range []string{"", "has space", "semi;colon", "slash/", strings.Repeat("a", 65), "ü"} {
-		if _, err := k.Create(ctx, bad); err == nil || hint.Of(err) == "" {
+		if _, err := k.Create(ctx, bad, apikeys.CreateOptions{}); err == nil || hint.Of(err) == "" {
 			t.Errorf("Create(%q): %v; want an error with a hint", bad, err)
 		}
 	}
 	for _, good := range []string{"a", "alice-laptop", "ci.prod_2", strings.Repeat("a", 64)} {
 		mustCreate(t, k, good)
 	}
-	if err := k.Revoke(ctx, "nobody"); !errors.Is(err, apikeys.ErrNotFound) {
+	if _, err := k.Revoke(ctx, "nobody"); !errors.Is(err, apikeys.ErrNotFound) {
 		t.Errorf("Revoke unknown: %v, want ErrNotFound", err)
 	}
-	if err := k.Revoke(ctx, "ci"); err != nil {
+	if _, err := k.Revoke(ctx, "ci"); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.Revoke(ctx, "ci"); !errors.Is(err, apikeys.ErrNotFound) {
+	if _, err := k.Revoke(ctx, "ci"); !errors.Is(err, apikeys.ErrNotFound) {
 		t.Errorf("Revoke twice: %v, want ErrNotFound", err)
 	}
 }

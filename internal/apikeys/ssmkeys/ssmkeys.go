@@ -9,7 +9,19 @@
 // key also triggers an early re-read (at most every MinRefresh) so a newly
 // added key works at once. Only SHA-256 hashes of the keys are kept in
 // memory, and a presented key is compared in constant time against all of
-// them. The owner id of a key is derived from its hash, never the secret.
+// them.
+//
+// A parameter's value is either the key alone (the original format) or a
+// JSON object naming the key's principal and operator flag:
+//
+//	{"key": "SECRET", "principal": "alice", "operator": false}
+//
+// Jobs belong to the principal, so a new key with the same principal sees
+// the old key's jobs. A key stored alone is its own principal: its owner
+// id (derived from its hash, never the secret), which is what jobs were
+// recorded under before principals existed, so existing jobs stay visible.
+// To rotate such a key keeping its jobs, store the new one as JSON with
+// "principal" set to the old key's owner id (keys list shows it).
 package ssmkeys
 
 import (
@@ -17,6 +29,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -63,7 +76,7 @@ type Verifier struct {
 	opts Options
 
 	mu      sync.Mutex
-	hashes  [][sha256.Size]byte
+	keys    []key
 	fetched time.Time
 	loaded  bool
 }
@@ -112,11 +125,48 @@ func ownerHash(keyHash [sha256.Size]byte) [sha256.Size]byte {
 	return sha256.Sum256(append([]byte("seren-replication api key owner\x00"), keyHash[:]...))
 }
 
-// Verify returns the owner id of secret, or apikeys.ErrInvalid. Any other
-// error means the keys could not be read (the caller answers 5xx).
-func (v *Verifier) Verify(ctx context.Context, secret string) (string, error) {
+// key is one cached key: its hash and who holds it.
+type key struct {
+	hash      [sha256.Size]byte
+	principal string
+	operator  bool
+}
+
+// storedKey is the JSON form of a parameter value.
+type storedKey struct {
+	Key       string `json:"key"`
+	Principal string `json:"principal"`
+	Operator  bool   `json:"operator"`
+}
+
+// parseValue reads one parameter value; ok is false for a value that holds
+// no usable key (it is ignored: fail closed).
+func parseValue(val string) (key, bool) {
+	val = strings.TrimSpace(val)
+	if val == "" {
+		return key{}, false
+	}
+	if !strings.HasPrefix(val, "{") {
+		h := sha256.Sum256([]byte(val))
+		return key{hash: h, principal: OwnerID(val)}, true
+	}
+	var sk storedKey
+	if err := json.Unmarshal([]byte(val), &sk); err != nil || strings.TrimSpace(sk.Key) == "" {
+		return key{}, false
+	}
+	sk.Key = strings.TrimSpace(sk.Key)
+	k := key{hash: sha256.Sum256([]byte(sk.Key)), principal: strings.TrimSpace(sk.Principal), operator: sk.Operator}
+	if k.principal == "" {
+		k.principal = OwnerID(sk.Key)
+	}
+	return k, true
+}
+
+// Verify returns who holds secret, or apikeys.ErrInvalid. Any other error
+// means the keys could not be read (the caller answers 5xx).
+func (v *Verifier) Verify(ctx context.Context, secret string) (apikeys.Identity, error) {
 	if secret == "" {
-		return "", apikeys.ErrInvalid
+		return apikeys.Identity{}, apikeys.ErrInvalid
 	}
 	h := sha256.Sum256([]byte(secret))
 
@@ -125,47 +175,56 @@ func (v *Verifier) Verify(ctx context.Context, secret string) (string, error) {
 	now := v.opts.Now()
 	if !v.loaded || now.Sub(v.fetched) >= v.opts.TTL {
 		if err := v.refresh(ctx, now); err != nil {
-			return "", err
+			return apikeys.Identity{}, err
 		}
 	}
-	if match(v.hashes, h) {
-		return OwnerID(secret), nil
+	if k, ok := match(v.keys, h); ok {
+		return identity(secret, k), nil
 	}
 	// Unknown key: maybe it was just added. Re-read, but not too often.
 	if now.Sub(v.fetched) >= v.opts.MinRefresh {
 		if err := v.refresh(ctx, now); err != nil {
-			return "", err
+			return apikeys.Identity{}, err
 		}
-		if match(v.hashes, h) {
-			return OwnerID(secret), nil
+		if k, ok := match(v.keys, h); ok {
+			return identity(secret, k), nil
 		}
 	}
-	return "", apikeys.ErrInvalid
+	return apikeys.Identity{}, apikeys.ErrInvalid
+}
+
+func identity(secret string, k key) apikeys.Identity {
+	return apikeys.Identity{KeyID: OwnerID(secret), Principal: k.principal, Operator: k.operator}
 }
 
 // match compares h against every hash in constant time per hash and
 // without stopping at the first match.
-func match(hashes [][sha256.Size]byte, h [sha256.Size]byte) bool {
-	found := 0
-	for i := range hashes {
-		found |= subtle.ConstantTimeCompare(hashes[i][:], h[:])
+func match(keys []key, h [sha256.Size]byte) (key, bool) {
+	found, at := 0, 0
+	for i := range keys {
+		eq := subtle.ConstantTimeCompare(keys[i].hash[:], h[:])
+		at = subtle.ConstantTimeSelect(eq, i, at)
+		found |= eq
 	}
-	return found == 1
+	if found != 1 {
+		return key{}, false
+	}
+	return keys[at], true
 }
 
 // refresh re-reads every key; on failure the old cache is dropped (fail
 // closed: a revoked key must not keep working while SSM is unreachable).
 func (v *Verifier) refresh(ctx context.Context, now time.Time) error {
-	hashes, err := v.load(ctx)
+	keys, err := v.load(ctx)
 	if err != nil {
-		v.hashes, v.loaded = nil, false
+		v.keys, v.loaded = nil, false
 		return err
 	}
-	v.hashes, v.fetched, v.loaded = hashes, now, true
+	v.keys, v.fetched, v.loaded = keys, now, true
 	return nil
 }
 
-func (v *Verifier) load(ctx context.Context) ([][sha256.Size]byte, error) {
+func (v *Verifier) load(ctx context.Context) ([]key, error) {
 	var values []string
 	out, err := v.api.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(v.opts.Param), WithDecryption: aws.Bool(true)})
 	var nf *types.ParameterNotFound
@@ -191,17 +250,17 @@ func (v *Verifier) load(ctx context.Context) ([][sha256.Size]byte, error) {
 		}
 	}
 
-	var hashes [][sha256.Size]byte
+	var keys []key
 	for _, val := range values {
-		if val = strings.TrimSpace(val); val != "" {
-			hashes = append(hashes, sha256.Sum256([]byte(val)))
+		if k, ok := parseValue(val); ok {
+			keys = append(keys, k)
 		}
 	}
-	if len(hashes) == 0 {
+	if len(keys) == 0 {
 		return nil, hint.Wrap(fmt.Errorf("no API key found in SSM parameter %s or under %s", v.opts.Param, path),
 			fmt.Sprintf("create it: aws ssm put-parameter --type SecureString --name %s --value \"$(openssl rand -base64 32)\"", v.opts.Param))
 	}
-	return hashes, nil
+	return keys, nil
 }
 
 func readErr(err error, param string) error {

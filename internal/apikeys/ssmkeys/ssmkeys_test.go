@@ -71,17 +71,17 @@ func (b *bundle) del(t *testing.T, name string) {
 
 func mustVerify(t *testing.T, v *ssmkeys.Verifier, key string) string {
 	t.Helper()
-	owner, err := v.Verify(context.Background(), key)
+	id, err := v.Verify(context.Background(), key)
 	if err != nil {
 		t.Fatalf("Verify(%q): %v", key, err)
 	}
-	return owner
+	return id.Principal
 }
 
 func mustReject(t *testing.T, v *ssmkeys.Verifier, key string) {
 	t.Helper()
 	if owner, err := v.Verify(context.Background(), key); !errors.Is(err, apikeys.ErrInvalid) {
-		t.Fatalf("Verify(%q) = %q, %v; want ErrInvalid", key, owner, err)
+		t.Fatalf("Verify(%q) = %+v, %v; want ErrInvalid", key, owner, err)
 	}
 }
 
@@ -212,4 +212,31 @@ func TestNewValidates(t *testing.T) {
 	if _, err := ssmkeys.New(nil, ssmkeys.Options{Param: "/x"}); err == nil {
 		t.Error("nil client accepted")
 	}
+}
+
+// A key stored as JSON names its principal (and operator flag): a rotated
+// key of the same principal owns the same jobs. Old plain keys keep their
+// owner id as principal, so their existing jobs stay theirs.
+func TestPrincipalsAndOperator(t *testing.T) {
+	v, b := setup(t)
+	b.put(t, b.param, "legacy-key-77777777")
+	b.put(t, b.param+"s/alice-1", `{"key": "alice-key-11111111", "principal": "alice"}`)
+	b.put(t, b.param+"s/alice-2", `{"key": "alice-key-22222222", "principal": "alice"}`)
+	b.put(t, b.param+"s/ops", `{"key": "ops-key-33333333", "principal": "ops", "operator": true}`)
+	b.put(t, b.param+"s/broken", `{"principal": "mallory"}`)
+
+	if p := mustVerify(t, v, "legacy-key-77777777"); p != ssmkeys.OwnerID("legacy-key-77777777") {
+		t.Errorf("legacy key: principal %q, want its owner id", p)
+	}
+	a1, err1 := v.Verify(context.Background(), "alice-key-11111111")
+	a2, err2 := v.Verify(context.Background(), "alice-key-22222222")
+	if err1 != nil || err2 != nil || a1.Principal != "alice" || a2.Principal != "alice" || a1.KeyID == a2.KeyID || a1.Operator {
+		t.Errorf("alice's keys: %+v %v, %+v %v; want principal alice, distinct key ids, no operator", a1, err1, a2, err2)
+	}
+	if ops, err := v.Verify(context.Background(), "ops-key-33333333"); err != nil || ops.Principal != "ops" || !ops.Operator {
+		t.Errorf("operator key: %+v, %v", ops, err)
+	}
+	// The JSON text itself is not a key, nor is a value without one.
+	mustReject(t, v, `{"key": "alice-key-11111111", "principal": "alice"}`)
+	mustReject(t, v, `{"principal": "mallory"}`)
 }

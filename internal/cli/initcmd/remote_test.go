@@ -86,7 +86,7 @@ func (b *remoteBundle) onlyJob(t *testing.T) *jobs.Job {
 		if err != nil {
 			t.Fatal(err)
 		}
-		page, _, err := b.env.Store.List(context.Background(), jobstore.ListQuery{Owner: owner})
+		page, _, err := b.env.Store.List(context.Background(), jobstore.ListQuery{Owner: owner.Principal})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,6 +19,8 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
+	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
+	"github.com/serenorg/postgres-seren-replicator/internal/jobstore"
 )
 
 // Options are the parsed flags of `keys`.
@@ -27,7 +29,12 @@ type Options struct {
 	DataDir string
 	Name    string
 	JSON    bool
-	Now     func() time.Time
+	// Principal and Operator: create's --principal and --operator.
+	Principal string
+	Operator  bool
+	// CancelJobs: revoke's --cancel-jobs.
+	CancelJobs bool
+	Now        func() time.Time
 }
 
 // New returns the keys command with its subcommands.
@@ -39,7 +46,12 @@ func New(io *iostreams.IOStreams) *cobra.Command {
 		Long: `keys manages the API keys of the job service that serve runs on this machine.
 A key's secret is printed once, by create, and stored only as a hash. Several
 keys may be active at once: to rotate, create a new key, move clients to it,
-then revoke the old one. Revocation takes effect at once, even while serve runs.`,
+then revoke the old one. Revocation takes effect at once, even while serve runs.
+
+Every key belongs to a principal (--principal, default the key's name). Jobs
+belong to the principal, not to the key: all its keys, and the keys that
+replace them, see and cancel the same jobs. An --operator key may also read,
+list (GET /jobs?principal=NAME) and cancel the jobs of every principal.`,
 		Args: cobra.NoArgs,
 	}
 	cmd.PersistentFlags().StringVar(&opts.DataDir, "data-dir", "", "the service's data directory (default $"+backends.EnvDataDir+" or "+backends.DefaultDataDir()+")")
@@ -53,6 +65,8 @@ then revoke the old one. Revocation takes effect at once, even while serve runs.
 		RunE: func(cmd *cobra.Command, args []string) error { return runCreate(cmd.Context(), opts) },
 	}
 	create.Flags().StringVar(&opts.Name, "name", "", "a name for the key (letters, digits, . _ -), unique among active keys")
+	create.Flags().StringVar(&opts.Principal, "principal", "", "the principal the key belongs to and whose jobs it sees (default: --name)")
+	create.Flags().BoolVar(&opts.Operator, "operator", false, "an operator key: may read, list and cancel every principal's jobs")
 
 	list := &cobra.Command{
 		Use:   "list",
@@ -65,18 +79,27 @@ then revoke the old one. Revocation takes effect at once, even while serve runs.
 	revoke := &cobra.Command{
 		Use:   "revoke NAME",
 		Short: "Revoke the active key named NAME",
-		Args:  cobra.ExactArgs(1),
+		Long: `revoke revokes the active key named NAME at once. With --cancel-jobs, when it
+was its principal's last active key, the principal's provisioning and running
+jobs are cancelled too (their workers stop). Jobs belong to the principal, so
+while another key of the principal is active they keep running.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
 			return runRevoke(cmd.Context(), opts)
 		},
 	}
+	revoke.Flags().BoolVar(&opts.CancelJobs, "cancel-jobs", false, "when this is the principal's last active key, cancel the principal's active jobs")
 	cmd.AddCommand(create, list, revoke)
 	return cmd
 }
 
 func open(ctx context.Context, opts *Options) (*backends.Set, error) {
-	return backends.Open(ctx, backends.FromEnv(backends.Config{Backend: backends.Embedded, DataDir: opts.DataDir, Now: opts.Now}), backends.ForKeys)
+	return openParts(ctx, opts, backends.ForKeys)
+}
+
+func openParts(ctx context.Context, opts *Options, parts backends.Parts) (*backends.Set, error) {
+	return backends.Open(ctx, backends.FromEnv(backends.Config{Backend: backends.Embedded, DataDir: opts.DataDir, Now: opts.Now}), parts)
 }
 
 func runCreate(ctx context.Context, opts *Options) error {
@@ -88,7 +111,7 @@ func runCreate(ctx context.Context, opts *Options) error {
 		return err
 	}
 	defer set.Close()
-	secret, err := set.KeyManager.Create(ctx, opts.Name)
+	secret, err := set.KeyManager.Create(ctx, opts.Name, apikeys.CreateOptions{Principal: opts.Principal, Operator: opts.Operator})
 	if err != nil {
 		if errors.Is(err, apikeys.ErrNameTaken) {
 			return hint.Wrap(fmt.Errorf("create key %s: %w", opts.Name, err),
@@ -96,8 +119,16 @@ func runCreate(ctx context.Context, opts *Options) error {
 		}
 		return fmt.Errorf("create key %s: %w", opts.Name, err)
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "Created API key %q in %s. Its secret is shown only now; clients send it as x-api-key (SEREN_API_KEY):\n",
-		opts.Name, set.DataDir)
+	principal := opts.Principal
+	if principal == "" {
+		principal = opts.Name
+	}
+	role := ""
+	if opts.Operator {
+		role = ", an operator key (every principal's jobs)"
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "Created API key %q of principal %q%s in %s. Its secret is shown only now; clients send it as x-api-key (SEREN_API_KEY):\n",
+		opts.Name, principal, role, set.DataDir)
 	fmt.Fprintln(opts.IO.Out, secret)
 	return nil
 }
@@ -125,31 +156,80 @@ func runList(ctx context.Context, opts *Options) error {
 		return nil
 	}
 	w := tabwriter.NewWriter(opts.IO.Out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tID\tSTATUS\tCREATED\tLAST USED")
+	fmt.Fprintln(w, "NAME\tPRINCIPAL\tID\tSTATUS\tCREATED\tLAST USED")
 	for _, k := range keys {
 		status := "active"
 		if k.RevokedAt != nil {
 			status = "revoked " + stamp(k.RevokedAt)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", k.Name, k.ID, status, stamp(&k.CreatedAt), stamp(k.LastUsedAt))
+		principal := k.Principal
+		if k.Operator {
+			principal += " (operator)"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", k.Name, principal, k.ID, status, stamp(&k.CreatedAt), stamp(k.LastUsedAt))
 	}
 	return w.Flush()
 }
 
 func runRevoke(ctx context.Context, opts *Options) error {
-	set, err := open(ctx, opts)
+	parts := backends.ForKeys
+	if opts.CancelJobs {
+		parts |= backends.PartStore
+	}
+	set, err := openParts(ctx, opts, parts)
 	if err != nil {
 		return err
 	}
 	defer set.Close()
-	if err := set.KeyManager.Revoke(ctx, opts.Name); err != nil {
+	rev, err := set.KeyManager.Revoke(ctx, opts.Name)
+	if err != nil {
 		if errors.Is(err, apikeys.ErrNotFound) {
 			return hint.Wrap(fmt.Errorf("revoke key %s: %w", opts.Name, err), "see the active keys with: keys list")
 		}
 		return fmt.Errorf("revoke key %s: %w", opts.Name, err)
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "Revoked API key %q; requests with it are refused from now on.\n", opts.Name)
+	if !opts.CancelJobs {
+		return nil
+	}
+	if !rev.LastOfPrincipal {
+		fmt.Fprintf(opts.IO.ErrOut, "Principal %q still has an active key; its jobs keep running (jobs belong to the principal). Revoke its other keys with --cancel-jobs to stop them.\n",
+			rev.Key.Principal)
+		return nil
+	}
+	n, err := cancelPrincipalJobs(ctx, set.Store, rev.Key.Principal)
+	if err != nil {
+		return hint.Wrap(fmt.Errorf("cancel the jobs of principal %s (%d cancelled): %w", rev.Key.Principal, n, err),
+			"the key is revoked; cancel the remaining jobs with an operator key: jobs cancel ID")
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "Cancelled %d active job(s) of principal %q; their workers stop.\n", n, rev.Key.Principal)
 	return nil
+}
+
+// cancelPrincipalJobs cancels every provisioning or running job of
+// principal. The workers notice at their next store write (refused: the
+// job has ended) and stop; serve's reaper stops any that do not.
+func cancelPrincipalJobs(ctx context.Context, store *jobstore.Store, principal string) (int, error) {
+	active, err := store.Active(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, j := range active {
+		if j.Owner != principal {
+			continue
+		}
+		if _, err := store.Apply(ctx, j.ID, jobs.Cancelled()); err != nil {
+			if errors.Is(err, jobs.ErrConflict) {
+				continue // it ended meanwhile
+			}
+			errs = append(errs, fmt.Errorf("cancel job %s: %w", j.ID, err))
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
 }
 
 func stamp(t *time.Time) string {

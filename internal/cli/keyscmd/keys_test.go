@@ -11,8 +11,10 @@ import (
 
 	"github.com/serenorg/postgres-seren-replicator/internal/apikeys"
 	"github.com/serenorg/postgres-seren-replicator/internal/apikeys/sqlitekeys"
+	"github.com/serenorg/postgres-seren-replicator/internal/backends"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
+	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
 	"github.com/serenorg/postgres-seren-replicator/internal/sqlitedb"
 )
 
@@ -128,5 +130,84 @@ func TestKeysDoNotCreateAMasterKey(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "master.key")); !os.IsNotExist(err) {
 		t.Fatalf("keys create made a master key file: %v", err)
+	}
+}
+
+// Attack (before --cancel-jobs): revoking a key left its jobs running. With
+// --cancel-jobs, revoking the principal's last key leaves it no active job.
+func TestRevokeCancelJobs(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data")
+	for _, k := range []Options{{Name: "alice"}, {Name: "alice-2", Principal: "alice"}, {Name: "bob"}} {
+		io, _, _, _ := iostreams.Test()
+		k.IO, k.DataDir = io, dir
+		if err := runCreate(ctx, &k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set, err := backends.Open(ctx, backends.Config{Backend: backends.Embedded, DataDir: dir}, backends.PartStore)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	submit := func(owner string, running bool) string {
+		t.Helper()
+		j, err := set.Store.Create(ctx, &jobs.Job{Owner: owner, Spec: jobs.Spec{Command: jobs.CommandInit}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if running {
+			j, err = set.Store.Apply(ctx, j.ID, jobs.Provisioned("4242", "local", ""))
+			if err == nil {
+				_, err = set.Store.Apply(ctx, j.ID, jobs.Started("4242").By(jobs.LeaseOf(j)))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		return j.ID
+	}
+	aliceJobs := []string{submit("alice", false), submit("alice", true)}
+	bobJob := submit("bob", true)
+	statusOf := func(id string) jobs.Status {
+		t.Helper()
+		j, err := set.Store.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j.Status
+	}
+
+	// alice-2 is still active: alice's jobs are hers and keep running.
+	io, _, _, errOut := iostreams.Test()
+	if err := runRevoke(ctx, &Options{IO: io, DataDir: dir, Name: "alice", CancelJobs: true}); err != nil {
+		t.Fatal(err)
+	}
+	if st := statusOf(aliceJobs[1]); st != jobs.StatusRunning || !strings.Contains(errOut.String(), "still has an active key") {
+		t.Fatalf("after revoking one of two keys: job %s; stderr %q", st, errOut)
+	}
+	io, _, _, errOut = iostreams.Test()
+	if err := runRevoke(ctx, &Options{IO: io, DataDir: dir, Name: "alice-2", CancelJobs: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(errOut.String(), "Cancelled 2 active job(s)") {
+		t.Errorf("stderr %q", errOut)
+	}
+	active, err := set.Store.Active(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range active {
+		if j.Owner == "alice" {
+			t.Errorf("alice's job %s is still %s after her last key was revoked with --cancel-jobs", j.ID, j.Status)
+		}
+	}
+	for _, id := range aliceJobs {
+		if st := statusOf(id); st != jobs.StatusCancelled {
+			t.Errorf("alice's job %s: %s, want cancelled", id, st)
+		}
+	}
+	if st := statusOf(bobJob); st != jobs.StatusRunning {
+		t.Errorf("bob's job was touched: %s", st)
 	}
 }

@@ -14,12 +14,15 @@
 //	version       N     compare-and-set counter of every write
 //	credentials   B     the sealed credentials blob (never clear text)
 //	doc           S     the job record as JSON (authoritative)
-//	status, trace_id, worker_id, instance_type, command, updated_at, error:
+//	worker_id     S     the job's worker; with attempts, the fence of a
+//	attempts      N     worker's writes (Put's condition)
+//	status, trace_id, instance_type, command, updated_at, error:
 //	                    copies for operators reading the table
 //
 // Reads that decide are strongly consistent GetItems; List and Active
 // Query the indexes (no Scan). Every write is conditional: Create on
-// attribute_not_exists(job_id), Put on the stored version. Put is an
+// attribute_not_exists(job_id), Put on the stored version (and, for a
+// worker's transition, on the stored worker_id and attempts). Put is an
 // UpdateItem so the worker and provisioner roles need no PutItem.
 //
 // Idempotency-Key uniqueness cannot rest on an index (index reads are
@@ -71,6 +74,8 @@ const (
 	attrCredentials = "credentials"
 	attrDoc         = "doc"
 	attrTarget      = "target" // guard items: the job an idempotency key names
+	attrWorkerID    = "worker_id"
+	attrAttempts    = "attempts"
 )
 
 // timeLayout is fixed-width so that string order is time order.
@@ -167,6 +172,7 @@ func item(j *jobs.Job) (map[string]types.AttributeValue, error) {
 		"trace_id":    s(j.TraceID),
 		"command":     s(string(j.Spec.Command)),
 		"updated_at":  s(fmtTime(j.UpdatedAt)),
+		attrAttempts:  n(int64(j.Attempts)),
 	}
 	if !j.ExpiresAt.IsZero() {
 		it[attrExpiresAt] = n(ttl(j.ExpiresAt))
@@ -180,7 +186,7 @@ func item(j *jobs.Job) (map[string]types.AttributeValue, error) {
 	if len(j.Credentials) > 0 {
 		it[attrCredentials] = &types.AttributeValueMemberB{Value: j.Credentials}
 	}
-	for k, v := range map[string]string{"worker_id": j.WorkerID, "instance_type": j.InstanceType, "error": j.Error} {
+	for k, v := range map[string]string{attrWorkerID: j.WorkerID, "instance_type": j.InstanceType, "error": j.Error} {
 		if v != "" {
 			it[k] = s(v)
 		}
@@ -190,7 +196,7 @@ func item(j *jobs.Job) (map[string]types.AttributeValue, error) {
 
 // optionalAttrs lists the attributes item may leave out; Put removes them.
 func optionalAttrs() []string {
-	return []string{attrExpiresAt, attrActive, attrIdempotency, attrCredentials, "worker_id", "instance_type", "error"}
+	return []string{attrExpiresAt, attrActive, attrIdempotency, attrCredentials, attrWorkerID, "instance_type", "error"}
 }
 
 func decode(it map[string]types.AttributeValue) (*jobs.Job, error) {
@@ -406,21 +412,39 @@ func pause(ctx context.Context, d time.Duration) error {
 
 // Put replaces the job's attributes if its stored version is expectVersion.
 // A missing job fails the condition too, so it reports jobs.ErrConflict.
-func (d *Driver) Put(ctx context.Context, j *jobs.Job, expectVersion int64) error {
+func (d *Driver) Put(ctx context.Context, j *jobs.Job, e jobstore.Expect) error {
 	it, err := item(j)
 	if err != nil {
 		return err
 	}
 	delete(it, attrJobID)
 	names := map[string]string{"#ver": attrVersion}
-	values := map[string]types.AttributeValue{":expect": n(expectVersion)}
+	values := map[string]types.AttributeValue{":expect": n(e.Version)}
+	cond := "#ver = :expect"
+	if e.Lease != nil {
+		// A worker's write: the stored worker and attempt must still be
+		// its own. Items written before attempts was an attribute carry
+		// it only in doc; the version condition covers them.
+		names["#wid"], names["#att"] = attrWorkerID, attrAttempts
+		values[":wid"], values[":att"] = s(e.Lease.WorkerID), n(int64(e.Lease.Attempt))
+		cond += " AND #wid = :wid AND (#att = :att OR attribute_not_exists(#att))"
+	}
 	var sets, removes []string
 	i := 0
 	for k, v := range it {
 		i++
 		nk, vk := fmt.Sprintf("#a%d", i), fmt.Sprintf(":v%d", i)
-		if k == attrVersion {
+		switch k {
+		case attrVersion:
 			nk = "#ver"
+		case attrWorkerID:
+			if e.Lease != nil {
+				nk = "#wid"
+			}
+		case attrAttempts:
+			if e.Lease != nil {
+				nk = "#att"
+			}
 		}
 		names[nk] = k
 		values[vk] = v
@@ -430,6 +454,9 @@ func (d *Driver) Put(ctx context.Context, j *jobs.Job, expectVersion int64) erro
 		if _, ok := it[k]; !ok {
 			i++
 			nk := fmt.Sprintf("#a%d", i)
+			if k == attrWorkerID && e.Lease != nil {
+				nk = "#wid"
+			}
 			names[nk] = k
 			removes = append(removes, nk)
 		}
@@ -442,13 +469,17 @@ func (d *Driver) Put(ctx context.Context, j *jobs.Job, expectVersion int64) erro
 		TableName:                 aws.String(d.table),
 		Key:                       key(j.ID),
 		UpdateExpression:          aws.String(expr),
-		ConditionExpression:       aws.String("#ver = :expect"),
+		ConditionExpression:       aws.String(cond),
 		ExpressionAttributeNames:  names,
 		ExpressionAttributeValues: values,
 	})
 	if err != nil {
 		if isConditionFailed(err) {
-			return fmt.Errorf("job %s is not at version %d: %w", j.ID, expectVersion, jobs.ErrConflict)
+			if e.Lease != nil {
+				return fmt.Errorf("job %s is not at version %d held by worker %s attempt %d: %w",
+					j.ID, e.Version, e.Lease.WorkerID, e.Lease.Attempt, jobs.ErrConflict)
+			}
+			return fmt.Errorf("job %s is not at version %d: %w", j.ID, e.Version, jobs.ErrConflict)
 		}
 		return d.classify(fmt.Errorf("dynamodb UpdateItem %s: %w", j.ID, err))
 	}

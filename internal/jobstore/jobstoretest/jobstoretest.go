@@ -107,6 +107,8 @@ func Run(t *testing.T, newDriver func(t *testing.T) jobstore.Driver, opts ...Opt
 		{"RequeueAndRestart", testRequeue},
 		{"IllegalTransitionsRefused", testIllegalTransitions},
 		{"PutCompareAndSet", testPutCompareAndSet},
+		{"StaleWorkerWritesRefused", testStaleWorker},
+		{"PutFencedOnWorkerAndAttempt", testPutFenced},
 		{"ConcurrentTerminalTransitionsOneWins", testConcurrentTerminal},
 		{"ConcurrentWritersNoLostUpdate", testConcurrentWriters},
 		{"CredentialsByteExact", testCredentials},
@@ -728,7 +730,7 @@ func testPutCompareAndSet(t *testing.T, s *jobstore.Store, b *bundle) {
 	stale.Version = 2
 	stale.Error = "written with a stale version"
 	mustApply(t, s, j.ID, jobs.Provisioned("w", "t", "")) // now version 2
-	if err := b.driver.Put(ctx, &stale, 1); !errors.Is(err, jobs.ErrConflict) {
+	if err := b.driver.Put(ctx, &stale, jobstore.Expect{Version: 1}); !errors.Is(err, jobs.ErrConflict) {
 		t.Errorf("Put expecting version 1 of a version-2 job: err = %v, want ErrConflict", err)
 	}
 	if got := mustGet(t, s, j.ID); got.Error != "" || got.Version != 2 {
@@ -738,12 +740,104 @@ func testPutCompareAndSet(t *testing.T, s *jobstore.Store, b *bundle) {
 	ghost := *j
 	ghost.ID = "job-that-was-never-created"
 	ghost.Version = 2
-	err := b.driver.Put(ctx, &ghost, 1)
+	err := b.driver.Put(ctx, &ghost, jobstore.Expect{Version: 1})
 	if !errors.Is(err, jobs.ErrNotFound) && !errors.Is(err, jobs.ErrConflict) {
 		t.Errorf("Put of a missing job: err = %v, want ErrNotFound or ErrConflict", err)
 	}
 	if _, err := s.Get(ctx, ghost.ID); !errors.Is(err, jobs.ErrNotFound) {
 		t.Errorf("Put created a job that did not exist (Get err = %v)", err)
+	}
+}
+
+// testStaleWorker: worker A's job is re-queued and handed to worker B;
+// every write A still makes (progress, complete, fail, timeout) is refused,
+// and the job's end is B's.
+func testStaleWorker(t *testing.T, s *jobstore.Store, b *bundle) {
+	ctx := ctxFor(t)
+	j := mustCreate(t, s, sampleJob("owner-a"))
+	j = mustApply(t, s, j.ID, jobs.Provisioned("worker-a", "local", ""))
+	leaseA := jobs.LeaseOf(j)
+	if leaseA != (jobs.Lease{WorkerID: "worker-a", Attempt: 1}) {
+		t.Fatalf("lease after the first launch = %+v", leaseA)
+	}
+	mustApply(t, s, j.ID, jobs.Started("worker-a").By(leaseA))
+	p := jobs.Progress{Phase: "copy", TablesCompleted: 1}
+	mustApply(t, s, j.ID, jobs.Heartbeat(&p).By(leaseA))
+
+	// The service loses patience: re-queue, relaunch on B, B starts.
+	mustApply(t, s, j.ID, jobs.Requeued("worker-a stopped heartbeating"))
+	// Before B is recorded, A's writes are refused too.
+	if _, err := s.Apply(ctx, j.ID, jobs.Heartbeat(&p).By(leaseA)); !errors.Is(err, jobs.ErrConflict) {
+		t.Errorf("stale heartbeat on a re-queued job: err = %v, want ErrConflict", err)
+	}
+	j = mustApply(t, s, j.ID, jobs.Provisioned("worker-b", "local", ""))
+	leaseB := jobs.LeaseOf(j)
+	if _, err := s.Apply(ctx, j.ID, jobs.Started("worker-a").By(leaseA)); !errors.Is(err, jobs.ErrConflict) {
+		t.Errorf("stale start: err = %v, want ErrConflict", err)
+	}
+	j = mustApply(t, s, j.ID, jobs.Started("worker-b").By(leaseB))
+	before := j.Version
+
+	stale := jobs.Progress{Phase: "stale", TablesCompleted: 99}
+	for _, tr := range []jobs.Transition{jobs.Heartbeat(&stale), jobs.Completed(&stale), jobs.Failed("stale worker failed"),
+		jobs.TimedOut(time.Minute)} {
+		cur, err := s.Apply(ctx, j.ID, tr.By(leaseA))
+		if !errors.Is(err, jobs.ErrLeaseLost) || !errors.Is(err, jobs.ErrConflict) {
+			t.Errorf("stale worker's %s: err = %v, want ErrLeaseLost (an ErrConflict)", tr.To, err)
+		}
+		if cur == nil || cur.WorkerID != "worker-b" || cur.Status != jobs.StatusRunning {
+			t.Errorf("stale worker's %s: the refusal did not return the job as it is: %+v", tr.To, cur)
+		}
+	}
+	// Same worker id, older attempt (a pid reused by the relaunch): refused.
+	if _, err := s.Apply(ctx, j.ID, jobs.Completed(&stale).By(jobs.Lease{WorkerID: "worker-b", Attempt: 1})); !errors.Is(err, jobs.ErrLeaseLost) {
+		t.Errorf("complete with an older attempt of the same worker: err = %v, want ErrLeaseLost", err)
+	}
+	if got := mustGet(t, s, j.ID); got.Version != before || got.Status != jobs.StatusRunning || got.Progress == stale {
+		t.Errorf("stale writes changed the job: version %d (want %d) status %s progress %+v", got.Version, before, got.Status, got.Progress)
+	}
+
+	final := jobs.Progress{Phase: "done", TablesCompleted: 3}
+	done := mustApply(t, s, j.ID, jobs.Completed(&final).By(leaseB))
+	if done.Status != jobs.StatusCompleted || done.Progress != final || done.WorkerID != "worker-b" || done.Error != "" {
+		t.Errorf("B's completion: %+v", done)
+	}
+	// And nothing A sends afterwards changes the ended job.
+	if _, err := s.Apply(ctx, j.ID, jobs.Failed("late").By(leaseA)); !errors.Is(err, jobs.ErrConflict) {
+		t.Errorf("stale fail of the completed job: err = %v, want ErrConflict", err)
+	}
+	sameJob(t, "stored after B completed", mustGet(t, s, j.ID), done)
+}
+
+// testPutFenced: the driver's own conditional write checks the lease, not
+// only Store.Apply's read-then-check.
+func testPutFenced(t *testing.T, s *jobstore.Store, b *bundle) {
+	ctx := ctxFor(t)
+	j := mustCreate(t, s, sampleJob("owner-a"))
+	j = mustApply(t, s, j.ID, jobs.Provisioned("worker-b", "local", ""))
+	j = mustApply(t, s, j.ID, jobs.Started("worker-b").By(jobs.LeaseOf(j)))
+
+	for _, lease := range []jobs.Lease{{WorkerID: "worker-a", Attempt: 1}, {WorkerID: "worker-b", Attempt: 2}, {WorkerID: "worker-b", Attempt: 0}} {
+		w := *j
+		w.Version = j.Version + 1
+		w.Status = jobs.StatusCompleted
+		w.Error = "written by a worker that lost the job"
+		if err := b.driver.Put(ctx, &w, jobstore.Expect{Version: j.Version, Lease: &lease}); !errors.Is(err, jobs.ErrConflict) {
+			t.Errorf("Put fenced on %+v of a job held by worker-b attempt 1: err = %v, want ErrConflict", lease, err)
+		}
+	}
+	if got := mustGet(t, s, j.ID); got.Version != j.Version || got.Status != jobs.StatusRunning || got.Error != "" {
+		t.Errorf("a fenced Put by the wrong worker changed the job: version %d status %s error %q", got.Version, got.Status, got.Error)
+	}
+	w := *j
+	w.Version = j.Version + 1
+	w.Progress = jobs.Progress{Phase: "held"}
+	lease := jobs.LeaseOf(j)
+	if err := b.driver.Put(ctx, &w, jobstore.Expect{Version: j.Version, Lease: &lease}); err != nil {
+		t.Errorf("Put fenced on the holding worker: %v", err)
+	}
+	if got := mustGet(t, s, j.ID); got.Progress.Phase != "held" {
+		t.Errorf("the holder's fenced Put was not stored: %+v", got.Progress)
 	}
 }
 

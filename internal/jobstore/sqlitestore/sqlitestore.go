@@ -143,17 +143,23 @@ func (d *Driver) Get(ctx context.Context, id string) (*jobs.Job, error) {
 	return j, nil
 }
 
-// Put replaces the job when its stored version is expectVersion.
-func (d *Driver) Put(ctx context.Context, j *jobs.Job, expectVersion int64) error {
+// Put replaces the job when its stored version is e.Version and, for a
+// fenced write, its stored worker and attempt are e.Lease's.
+func (d *Driver) Put(ctx context.Context, j *jobs.Job, e jobstore.Expect) error {
 	doc, err := json.Marshal(j)
 	if err != nil {
 		return fmt.Errorf("encode job: %w", err)
 	}
+	fenced, leaseWorker, leaseAttempt := 0, "", 0
+	if e.Lease != nil {
+		fenced, leaseWorker, leaseAttempt = 1, e.Lease.WorkerID, e.Lease.Attempt
+	}
 	res, err := d.st.Exec(ctx, `UPDATE jobs SET
 		status = ?, expires_at = ?, version = ?, credentials = ?, worker_id = ?, doc = ?
-		WHERE id = ? AND version = ?`,
+		WHERE id = ? AND version = ?
+		AND (? = 0 OR (worker_id = ? AND json_extract(doc, '$.attempts') = ?))`,
 		string(j.Status), sqlitedb.Nanos(j.ExpiresAt), j.Version, j.Credentials, nullable(j.WorkerID), string(doc),
-		j.ID, expectVersion)
+		j.ID, e.Version, fenced, leaseWorker, leaseAttempt)
 	if err != nil {
 		return fmt.Errorf("update job: %w", err)
 	}
