@@ -314,8 +314,8 @@ func PublicationExists(ctx context.Context, conn pg.Querier, name string) (bool,
 }
 
 // timeFilterRE matches the predicate the selection rules generate for a
-// time filter: ("col" >= now() - interval '6 months').
-var timeFilterRE = regexp.MustCompile(`\(((?:"(?:[^"]|"")+")|[a-z_][a-z0-9_$]*) >= now\(\) - interval '([0-9]+ [a-z]+)'\)`)
+// time filter: ("col" >= pg_catalog.now() - interval '6 months').
+var timeFilterRE = regexp.MustCompile(`\(((?:"(?:[^"]|"")+")|[a-z_][a-z0-9_$]*) >= (?:pg_catalog\.)?now\(\) - interval '([0-9]+ [a-z]+)'\)`)
 
 // freezeTimeFilters replaces each time-filter predicate of t's row filter
 // by a comparison with a constant of the column's type computed on the
