@@ -476,6 +476,9 @@ func (v *validator) checkRowFilters(ctx context.Context, src *pgx.Conn, db strin
 		return fmt.Errorf("check row filters: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // always rolled back
+	if _, err := tx.Exec(ctx, selection.SessionSetup); err != nil {
+		return fmt.Errorf("check row filters: %w", err)
+	}
 	for _, t := range frozen {
 		obj := "table " + t.String()
 		if _, err := tx.Exec(ctx, "SAVEPOINT seren_probe"); err != nil {
