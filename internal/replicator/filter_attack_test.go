@@ -154,3 +154,25 @@ func TestSyncFilterProbeRefused(t *testing.T) {
 		t.Errorf("sync exit %d; want it refused naming lo_export\n%s\n%s", code, out, errOut)
 	}
 }
+
+// TestFilterOnUnknownColumnRefusedBeforeCopy: the grammar is checked
+// without a connection; whether the columns exist is checked against the
+// source before anything is created on the target.
+func TestFilterOnUnknownColumnRefusedBeforeCopy(t *testing.T) {
+	src, dst := pgtest.Pair(t)
+	db, _ := src.NewDB(t, dst)
+	src.Exec(t, db, `CREATE TABLE t (id int PRIMARY KEY, x text); INSERT INTO t VALUES (1, 'a')`)
+	code, out, errOut := runCLI(t, "init", "--source", adminURL(src), "--target", adminURL(dst),
+		"--include-databases", db, "--no-sync", "--yes", "--table-filter", db+".t:no_such_column > 1")
+	if code == 0 || !strings.Contains(out+errOut, `column "no_such_column" does not exist`) {
+		t.Fatalf("init exit %d; want it refused naming the column\n%s\n%s", code, out, errOut)
+	}
+	var exists bool
+	if err := dst.Conn(t, "postgres").QueryRow(context.Background(),
+		"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", db).Scan(&exists); err != nil {
+		t.Fatal(err)
+	}
+	if exists {
+		t.Errorf("database %s was created on the target before the filter was found not to fit", db)
+	}
+}
