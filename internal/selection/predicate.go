@@ -17,8 +17,11 @@ import (
 // tree that was checked, never the text the user typed. The grammar is
 // documented in docs/selection.md.
 
-// maxPredicateLen bounds a predicate's text (a long IN list fits).
-const maxPredicateLen = 16 << 10
+// maxPredicateLen bounds a predicate's text (an IN list of a few hundred
+// values fits). It also bounds the depth of what the parser sees (at
+// least two bytes per level), well inside what the WebAssembly build of
+// the parser can recurse.
+const maxPredicateLen = 4 << 10
 
 // maxPredicateDepth bounds the nesting of a predicate's expression tree.
 const maxPredicateDepth = 64
