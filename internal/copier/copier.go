@@ -367,16 +367,16 @@ func copyOne(ctx context.Context, src, dst *pgx.Conn, cfg Config, w work, progre
 		return fmt.Errorf("copy %s: begin on source: %w", what, err)
 	}
 	defer src.Exec(context.Background(), "ROLLBACK") //nolint:errcheck
+	if cfg.Snapshot != "" {
+		if _, err := src.Exec(ctx, "SET TRANSACTION SNAPSHOT "+pg.Literal(cfg.Snapshot)); err != nil {
+			return fmt.Errorf("copy %s: import snapshot %s on source: %w", what, cfg.Snapshot, err)
+		}
+	}
 	// A row filter was checked (and re-emitted) under standard string
 	// literal rules: run it under them, whatever the connection's options
 	// or the database's defaults say (selection.SessionSetup).
 	if _, err := src.Exec(ctx, "SET LOCAL standard_conforming_strings = on"); err != nil {
 		return fmt.Errorf("copy %s: set up source session: %w", what, err)
-	}
-	if cfg.Snapshot != "" {
-		if _, err := src.Exec(ctx, "SET TRANSACTION SNAPSHOT "+pg.Literal(cfg.Snapshot)); err != nil {
-			return fmt.Errorf("copy %s: import snapshot %s on source: %w", what, cfg.Snapshot, err)
-		}
 	}
 	tx, err := dst.Begin(ctx)
 	if err != nil {
