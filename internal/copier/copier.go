@@ -372,6 +372,12 @@ func copyOne(ctx context.Context, src, dst *pgx.Conn, cfg Config, w work, progre
 			return fmt.Errorf("copy %s: import snapshot %s on source: %w", what, cfg.Snapshot, err)
 		}
 	}
+	// A row filter was checked (and re-emitted) under standard string
+	// literal rules: run it under them, whatever the connection's options
+	// or the database's defaults say (selection.SessionSetup).
+	if _, err := src.Exec(ctx, "SET LOCAL standard_conforming_strings = on"); err != nil {
+		return fmt.Errorf("copy %s: set up source session: %w", what, err)
+	}
 	tx, err := dst.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("copy %s: begin on target: %w", what, err)

@@ -418,6 +418,24 @@ func checkFilter(f Filter) *ValidationError {
 			}
 		}
 	}
+	// Each row filter alone first, so the error names the one at fault:
+	// filter.table_filters[1]. The same check as the CLI's (PostgreSQL's
+	// parser and the predicate grammar).
+	for _, l := range []struct {
+		field, flag string
+		vals        []string
+		flags       func(string) selection.Flags
+	}{
+		{"filter.table_filters", "--table-filter", f.TableFilters, func(v string) selection.Flags { return selection.Flags{TableFilters: []string{v}} }},
+		{"filter.time_filters", "--time-filter", f.TimeFilters, func(v string) selection.Flags { return selection.Flags{TimeFilters: []string{v}} }},
+	} {
+		for i, v := range l.vals {
+			if _, err := selection.Build(l.flags(v)); err != nil {
+				msg := strings.TrimPrefix(err.Error(), fmt.Sprintf("%s %q: ", l.flag, v))
+				return invalid(fmt.Sprintf("%s[%d]", l.field, i), "%s", msg)
+			}
+		}
+	}
 	_, err := selection.Build(FilterFlags(f))
 	if err == nil {
 		return nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/pg"
+	"github.com/serenorg/postgres-seren-replicator/internal/selection"
 )
 
 // ErrConflict is returned when an object of ours already exists with a
@@ -86,6 +87,11 @@ func CreatePublication(ctx context.Context, conn *pgx.Conn, name string, tables 
 		return fmt.Errorf("publication %s: begin: %w", name, err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+	// Row filters were checked under standard literal rules (DDL cannot
+	// be READ ONLY; the filters are the checked, re-emitted ones).
+	if _, err := tx.Exec(ctx, selection.SessionSetup); err != nil {
+		return fmt.Errorf("publication %s: set up session: %w", name, err)
+	}
 
 	existing, err := readPublication(ctx, tx, name, ver)
 	if err != nil {
@@ -314,8 +320,8 @@ func PublicationExists(ctx context.Context, conn pg.Querier, name string) (bool,
 }
 
 // timeFilterRE matches the predicate the selection rules generate for a
-// time filter: ("col" >= now() - interval '6 months').
-var timeFilterRE = regexp.MustCompile(`\(((?:"(?:[^"]|"")+")|[a-z_][a-z0-9_$]*) >= now\(\) - interval '([0-9]+ [a-z]+)'\)`)
+// time filter: ("col" >= pg_catalog.now() - interval '6 months').
+var timeFilterRE = regexp.MustCompile(`\(((?:"(?:[^"]|"")+")|[a-z_][a-z0-9_$]*) >= (?:pg_catalog\.)?now\(\) - interval '([0-9]+ [a-z]+)'\)`)
 
 // freezeTimeFilters replaces each time-filter predicate of t's row filter
 // by a comparison with a constant of the column's type computed on the

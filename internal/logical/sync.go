@@ -192,12 +192,9 @@ func checkTargetHoldsData(ctx context.Context, s, d *pgx.Conn, db string, specs 
 			missing = append(missing, t.String())
 			continue
 		}
-		where := ""
-		if t.RowFilter != "" {
-			where = " WHERE (" + t.RowFilter + ")"
-		}
-		var srcHas, dstHas bool
-		if err := s.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+pg.Ident(t.Schema, t.Name)+where+")").Scan(&srcHas); err != nil {
+		var dstHas bool
+		srcHas, err := sourceHasRows(ctx, s, t)
+		if err != nil {
 			return fmt.Errorf("source database %s: read %s: %w", db, t, err)
 		}
 		if !srcHas {
@@ -219,6 +216,28 @@ func checkTargetHoldsData(ctx context.Context, s, d *pgx.Conn, db string, specs 
 			"sync does not copy rows: run init to copy them (or --force if the target really should start empty)")
 	}
 	return nil
+}
+
+// sourceHasRows reports whether t has a row its row filter keeps. The
+// filter runs in a READ ONLY transaction under standard literal rules.
+func sourceHasRows(ctx context.Context, s *pgx.Conn, t TableSpec) (bool, error) {
+	tx, err := s.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return false, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read only
+	if _, err := tx.Exec(ctx, selection.SessionSetup); err != nil {
+		return false, fmt.Errorf("set up session: %w", err)
+	}
+	where := ""
+	if t.RowFilter != "" {
+		where = " WHERE (" + t.RowFilter + ")"
+	}
+	var has bool
+	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+pg.Ident(t.Schema, t.Name)+where+")").Scan(&has); err != nil {
+		return false, err
+	}
+	return has, nil
 }
 
 func list(names []string) string {

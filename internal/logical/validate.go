@@ -394,6 +394,14 @@ func (v *validator) checkDatabase(ctx context.Context, src, dst *pgx.Conn, db st
 			v.add(Blocker, "source", db, obj, fmt.Sprintf("user %q cannot read %s", v.srcInfo.user, t),
 				fmt.Sprintf("GRANT SELECT ON %s TO %s;", t.QualifiedName(), pg.Ident(v.srcInfo.user)))
 		}
+		if rule.Predicate != "" && !rule.SchemaOnly && readable {
+			if msg, err := predicateResolves(ctx, src, t, rule.Predicate); err != nil {
+				return err
+			} else if msg != "" {
+				v.add(Blocker, "source", db, obj, "the row filter does not fit this table: "+msg,
+					"a row filter names columns of its own table (check the spelling and the table the filter applies to)")
+			}
+		}
 		if !v.sync || rule.SchemaOnly {
 			continue
 		}
@@ -448,6 +456,34 @@ func (v *validator) checkDatabase(ctx context.Context, src, dst *pgx.Conn, db st
 	return v.checkExtensions(ctx, src, dst, db)
 }
 
+// predicateResolves has PostgreSQL plan (not run) the table's row filter,
+// in a READ ONLY transaction under standard literal rules, so a filter
+// naming a column the table lacks, or comparing mismatched types, is
+// reported before anything is created. It returns the server's complaint,
+// or "" when the filter fits.
+func predicateResolves(ctx context.Context, src *pgx.Conn, t catalog.Table, pred string) (string, error) {
+	tx, err := src.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return "", fmt.Errorf("check row filter of %s: %w", t, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read only
+	if _, err := tx.Exec(ctx, selection.SessionSetup); err != nil {
+		return "", fmt.Errorf("check row filter of %s: %w", t, err)
+	}
+	_, err = tx.Exec(ctx, "EXPLAIN (COSTS OFF) SELECT 1 FROM ONLY "+t.QualifiedName()+" WHERE ("+pred+")")
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "42") || strings.HasPrefix(pgErr.Code, "22")) {
+		if pgErr.Hint != "" {
+			return pgErr.Message + " (" + pgErr.Hint + ")", nil
+		}
+		return pgErr.Message, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("check row filter of %s: %w", t, err)
+	}
+	return "", nil
+}
+
 func hasReplicaIdentity(t catalog.Table) bool {
 	switch t.ReplicaIdentity {
 	case 'f':
@@ -479,6 +515,9 @@ func (v *validator) checkRowFilters(ctx context.Context, src *pgx.Conn, db strin
 		return fmt.Errorf("check row filters: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // always rolled back
+	if _, err := tx.Exec(ctx, selection.SessionSetup); err != nil {
+		return fmt.Errorf("check row filters: %w", err)
+	}
 	for _, t := range frozen {
 		obj := "table " + t.String()
 		if _, err := tx.Exec(ctx, "SAVEPOINT seren_probe"); err != nil {

@@ -27,7 +27,7 @@ func TestValidateMisconfiguredSource(t *testing.T) {
 	db, _ := bad.NewDB(t)
 	bad.Exec(t, db, `
 CREATE TABLE keyed (id int PRIMARY KEY, at timestamptz, v text);
-CREATE TABLE keyless (v text);
+CREATE TABLE keyless (v text, at timestamptz);
 CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY);
 CREATE SEQUENCE counter;
 SELECT lo_create(0);
@@ -37,7 +37,7 @@ CREATE EXTENSION IF NOT EXISTS pg_trgm;`)
 	rules, err := selection.Build(selection.Flags{
 		IncludeDatabases: []string{db},
 		TableFilters:     []string{db + ".keyed:id > 100"},
-		TimeFilters:      []string{db + ".keyless:v:6 months"}, // outside the (missing) replica identity
+		TimeFilters:      []string{db + ".keyless:at:6 months"}, // outside the (missing) replica identity
 	})
 	if err != nil {
 		t.Fatal(err)

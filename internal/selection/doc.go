@@ -14,10 +14,18 @@
 // A table filter is "[db.]table:SQL predicate" (split at the first colon
 // outside double quotes); a time filter is "[db.]table:column:window" with
 // a window such as "6 months", "1 year", "90d", "6mo" or "12h". A time
-// filter becomes `"column" >= now() - interval '6 months'`. A predicate is
-// one boolean expression: ';', SQL comments and unbalanced parentheses or
-// quotes are rejected, because it is pasted into
-// COPY (SELECT ... WHERE (predicate)) and into publication row filters.
+// filter becomes `"column" >= pg_catalog.now() - interval '6 months'`.
+//
+// A predicate is parsed by PostgreSQL's own parser (libpg_query: linked in
+// with cgo, compiled to WebAssembly without), must be exactly one
+// expression of a small side-effect-free grammar (columns of the table,
+// constants, operators, boolean logic, CASE, casts to plain types, IN,
+// BETWEEN, LIKE, IS [NOT] NULL and allow-listed date/time, text and math
+// functions; see predicate.go and docs/selection.md), and is re-emitted
+// from the parse tree: the text stored in the rules, shown in summaries
+// and run on the server is the checked tree, never the typed text.
+// Sessions that run a predicate first run SessionSetup in their
+// transaction.
 //
 // # Decisions
 //

@@ -152,8 +152,8 @@ func (fr *fileRules) rules(path string) (*Rules, error) {
 				return nil, at(key+".table", tf.Table).wrap(err)
 			}
 			o := at(key+".where", tf.Where)
-			pred := strings.TrimSpace(tf.Where)
-			if err := checkPredicate(pred); err != nil {
+			pred, err := checkPredicate(tf.Where)
+			if err != nil {
 				return nil, o.wrap(err)
 			}
 			r.tableFilters = append(r.tableFilters, filterEntry{ref: ref, where: pred, from: o})

@@ -229,8 +229,8 @@ func parseTableFilter(s string) (tableRef, string, error) {
 	if err != nil {
 		return tableRef{}, "", err
 	}
-	pred = strings.TrimSpace(pred)
-	if err := checkPredicate(pred); err != nil {
+	pred, err = checkPredicate(pred)
+	if err != nil {
 		return tableRef{}, "", err
 	}
 	return ref, pred, nil
@@ -337,81 +337,5 @@ func parseWindow(s string) (window, error) {
 
 // timePredicate is the SQL for "column is within the last w".
 func timePredicate(column string, w window) string {
-	return pgx.Identifier{column}.Sanitize() + " >= now() - interval '" + w.String() + "'"
-}
-
-// checkPredicate accepts one SQL boolean expression: non-empty, no ';', no
-// comments, balanced parentheses and quotes. The predicate is pasted into
-// "COPY (SELECT ... WHERE (pred)) TO STDOUT" and into publication row
-// filters, so it must not be able to close the surrounding parenthesis or
-// comment out what follows it.
-func checkPredicate(p string) error {
-	if strings.TrimSpace(p) == "" {
-		return errors.New("empty predicate (expected " + tableFilterSyntax + ")")
-	}
-	if strings.Contains(p, ";") {
-		return errors.New(`";" is not allowed: a predicate is one boolean expression (use chr(59) for a literal semicolon)`)
-	}
-	depth := 0
-	for i := 0; i < len(p); i++ {
-		switch c := p[i]; {
-		case c == '\'':
-			escapes := i > 0 && (p[i-1] == 'e' || p[i-1] == 'E') && (i < 2 || !isIdentByte(p[i-2]))
-			j := i + 1
-			for ; j < len(p); j++ {
-				if escapes && p[j] == '\\' {
-					j++
-					continue
-				}
-				if p[j] == '\'' {
-					if j+1 < len(p) && p[j+1] == '\'' {
-						j++
-						continue
-					}
-					break
-				}
-			}
-			if j >= len(p) {
-				return errors.New("unterminated string literal")
-			}
-			i = j
-		case c == '"':
-			j := strings.IndexByte(p[i+1:], '"')
-			if j < 0 {
-				return errors.New("unterminated quoted identifier")
-			}
-			i += j + 1
-		case c == '-' && i+1 < len(p) && p[i+1] == '-', c == '/' && i+1 < len(p) && p[i+1] == '*':
-			return errors.New("SQL comments are not allowed in a predicate")
-		case c == '$' && (i == 0 || !isIdentByte(p[i-1])):
-			k := i + 1
-			for k < len(p) && isIdentByte(p[k]) && !(k == i+1 && p[k] >= '0' && p[k] <= '9') {
-				k++
-			}
-			if k >= len(p) || p[k] != '$' {
-				continue // not a dollar quote, e.g. a stray "$"
-			}
-			tag := p[i : k+1]
-			end := strings.Index(p[k+1:], tag)
-			if end < 0 {
-				return errors.New("unterminated dollar-quoted string")
-			}
-			i = k + 1 + end + len(tag) - 1
-		case c == '(':
-			depth++
-		case c == ')':
-			depth--
-			if depth < 0 {
-				return errors.New(`unbalanced parentheses: ")" without "("`)
-			}
-		}
-	}
-	if depth != 0 {
-		return errors.New(`unbalanced parentheses: "(" without ")"`)
-	}
-	return nil
-}
-
-func isIdentByte(c byte) bool {
-	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 0x80
+	return pgx.Identifier{column}.Sanitize() + " >= pg_catalog.now() - interval '" + w.String() + "'"
 }

@@ -54,12 +54,12 @@ func TestBuildErrors(t *testing.T) {
 		{
 			name: "stacked statement",
 			f:    Flags{TableFilters: []string{"app.orders:true; drop table users"}},
-			want: `--table-filter "app.orders:true; drop table users": ";" is not allowed: a predicate is one boolean expression (use chr(59) for a literal semicolon)`,
+			want: `--table-filter "app.orders:true; drop table users": a predicate is one boolean expression, not several statements`,
 		},
 		{
 			name: "escaping the where clause",
 			f:    Flags{TableFilters: []string{"app.orders:true) union select 1 from pg_authid where (true"}},
-			want: `--table-filter "app.orders:true) union select 1 from pg_authid where (true": unbalanced parentheses: ")" without "("`,
+			want: `--table-filter "app.orders:true) union select 1 from pg_authid where (true": not a valid SQL expression: syntax error at or near ")"`,
 		},
 		{
 			name: "bad include-tables name",
@@ -262,9 +262,9 @@ func TestDecisions(t *testing.T) {
 				TimeFilters:  []string{"app.orders:created_at:6 months", `*.sales.events:"At":90d`},
 			},
 			tables: []check{
-				{tbl{"app", "public", "orders"}, TableRule{Include: true, Predicate: `(status <> 'archived') AND (region = 'eu' or region = 'uk') AND ("created_at" >= now() - interval '6 months')`}},
+				{tbl{"app", "public", "orders"}, TableRule{Include: true, Predicate: `(status <> 'archived') AND (region = 'eu' OR region = 'uk') AND ("created_at" >= pg_catalog.now() - interval '6 months')`}},
 				{tbl{"crm", "public", "orders"}, TableRule{Include: true, Predicate: `(status <> 'archived')`}},
-				{tbl{"crm", "sales", "events"}, TableRule{Include: true, Predicate: `("At" >= now() - interval '90 days')`}},
+				{tbl{"crm", "sales", "events"}, TableRule{Include: true, Predicate: `("At" >= pg_catalog.now() - interval '90 days')`}},
 				{tbl{"crm", "public", "events"}, all},
 			},
 		},
@@ -272,7 +272,7 @@ func TestDecisions(t *testing.T) {
 			name: "predicate may contain colons",
 			f:    Flags{TableFilters: []string{"app.orders:created_at::date >= '2024-01-01'"}},
 			tables: []check{
-				{tbl{"app", "public", "orders"}, TableRule{Include: true, Predicate: `(created_at::date >= '2024-01-01')`}},
+				{tbl{"app", "public", "orders"}, TableRule{Include: true, Predicate: `(created_at::pg_catalog.date >= '2024-01-01')`}},
 			},
 		},
 	}
@@ -494,7 +494,7 @@ func TestRulesFile(t *testing.T) {
 	}{
 		{tbl{"app", "public", "users"}, TableRule{Include: true}},
 		{tbl{"app", "sales", "orders"}, TableRule{Include: true, Predicate: "(status <> 'archived')"}},
-		{tbl{"app", "public", "events"}, TableRule{Include: true, Predicate: `("created_at" >= now() - interval '6 months')`}},
+		{tbl{"app", "public", "events"}, TableRule{Include: true, Predicate: `("created_at" >= pg_catalog.now() - interval '6 months')`}},
 		{tbl{"app", "public", "audit_log"}, TableRule{Include: true, SchemaOnly: true}},
 		{tbl{"app", "public", "other"}, TableRule{}},
 		{tbl{"crm", "public", "other"}, TableRule{Include: true}},
@@ -572,7 +572,7 @@ func TestRulesFileErrors(t *testing.T) {
 		{
 			name: "bad predicate",
 			file: "[[databases.\"my db\".table_filters]]\ntable = \"t\"\nwhere = \"1=1; select 1\"\n",
-			want: `: databases."my db".table_filters[0].where "1=1; select 1": ";" is not allowed`,
+			want: `: databases."my db".table_filters[0].where "1=1; select 1": a predicate is one boolean expression, not several statements`,
 		},
 		{
 			name: "bad table",
@@ -766,7 +766,7 @@ func TestDocExample(t *testing.T) {
 		{tbl{"app", "public", "users"}, TableRule{Include: true}},
 		{tbl{"app", "public", "audit_log"}, TableRule{Include: true, SchemaOnly: true}},
 		{tbl{"app", "sales", "orders"}, TableRule{Include: true, Predicate: "(status <> 'archived')"}},
-		{tbl{"app", "public", "events"}, TableRule{Include: true, Predicate: `("created_at" >= now() - interval '6 months')`}},
+		{tbl{"app", "public", "events"}, TableRule{Include: true, Predicate: `("created_at" >= pg_catalog.now() - interval '6 months')`}},
 		{tbl{"app", "public", "sessions"}, TableRule{}},
 		{tbl{"crm", "public", "contacts"}, TableRule{Include: true}},
 		{tbl{"crm", "public", "big_history"}, TableRule{Include: true, SchemaOnly: true}},

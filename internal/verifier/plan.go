@@ -20,9 +20,12 @@ import (
 // sessionSetup makes every value's text form the same on both sides,
 // whatever the servers', databases' or roles' defaults. It runs as SET
 // statements after connecting rather than as startup parameters, which
-// some connection poolers refuse.
+// some connection poolers refuse. Row filters run in these sessions:
+// read-only, and under the standard string literal rules they were
+// checked under (selection.SessionSetup).
 const sessionSetup = `SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres';
-SET extra_float_digits = 1; SET bytea_output = 'hex'; SET lc_monetary = 'C'; SET default_transaction_read_only = on`
+SET extra_float_digits = 1; SET bytea_output = 'hex'; SET lc_monetary = 'C'; SET default_transaction_read_only = on;
+SET standard_conforming_strings = on`
 
 // openPool connects to one database with the verify session settings.
 func openPool(ctx context.Context, u pg.URL, role string, size int) (*pgxpool.Pool, error) {
