@@ -247,6 +247,13 @@ func (r *run) run(ctx context.Context) (Result, error) {
 
 	opts, err := r.engineOptions(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped from outside before the engine began (a shutdown or
+			// a cancel): not the job's failure; the service decides.
+			r.Logf("worker stopped before the job began")
+			r.logs.flush()
+			return Result{}, fmt.Errorf("job %s: %w", j.ID, ErrStopped)
+		}
 		return r.finish(ctx, jobs.Failed(r.message(err)))
 	}
 	limit := r.timeout()
