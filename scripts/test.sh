@@ -46,6 +46,8 @@ SEREN_AWS_TESTS=elsewhere go test -race -count=1 -timeout 40m "${short[@]}" ./..
 
 step "fuzz the job-request validator (seed corpus + 20 s)"
 go test -run='^$' -fuzz='^FuzzDecodeRequest$' -fuzztime=20s -fuzzminimizetime=5s ./internal/jobs
+step "fuzz the job URL policy (seed corpus + 10 s)"
+go test -run='^$' -fuzz='^FuzzURLPolicy$' -fuzztime=10s -fuzzminimizetime=5s ./internal/pg
 
 if [ -x scripts/test-aws.sh ]; then
   step "AWS backends against local emulators"

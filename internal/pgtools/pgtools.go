@@ -89,11 +89,19 @@ func version(ctx context.Context, bin string) (int, error) {
 }
 
 // Command prepares tool (e.g. "pg_dump") with args, connected to u through
-// --dbname without the password and PGPASSWORD in the environment.
+// its environment (PGHOST, PGUSER, PGPASSWORD, …): no URL and no secret is
+// on its command line, only --dbname with a keyword/value string naming
+// the database. A URL from pg.ParseUntrusted is resolved through its
+// policy now and the tool pinned to the checked address; if that is
+// refused, the command fails to start with the reason.
 func (t Tools) Command(ctx context.Context, tool string, u pg.URL, args ...string) *exec.Cmd {
-	full := append([]string{"--dbname=" + u.WithoutPassword()}, args...)
+	env, conninfo, err := u.ChildConn(ctx)
+	full := append([]string{"--dbname=" + conninfo}, args...)
 	cmd := exec.CommandContext(ctx, filepath.Join(t.BinDir, tool), full...)
-	cmd.Env = append(cleanEnv(), u.ChildEnv()...)
+	cmd.Env = append(cleanEnv(), env...)
+	if err != nil {
+		cmd.Err = fmt.Errorf("%s: %w", tool, err)
+	}
 	return cmd
 }
 
