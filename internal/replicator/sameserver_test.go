@@ -139,3 +139,32 @@ func waitNoSessions(t *testing.T, c *pgtest.Cluster, db string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestSyncAndCutoverRefuseTargetOnTheSourceServer: the other writing
+// commands refuse the same way (sync would create a publication, slot and
+// subscription on the source; cutover would drop them).
+func TestSyncAndCutoverRefuseTargetOnTheSourceServer(t *testing.T) {
+	src := pgtest.New(t, pgtest.Options{})
+	db, _ := src.NewDB(t)
+	src.Exec(t, db, "CREATE TABLE keep (id int PRIMARY KEY); INSERT INTO keep SELECT generate_series(1, 5)")
+	source := adminURL(src)
+	target := strings.Replace(source, "@127.0.0.1:", "@localhost:", 1)
+	for _, args := range [][]string{
+		{"sync", "--source", source, "--target", target, "--include-databases", db},
+		{"cutover", "--yes", "--source", source, "--target", target, "--include-databases", db},
+	} {
+		code, out, errOut := runCLI(t, args...)
+		if code == 0 || !strings.Contains(errOut+out, "same PostgreSQL server") {
+			t.Errorf("%s: exit %d\nstdout:\n%s\nstderr:\n%s", args[0], code, out, errOut)
+		}
+	}
+	conn := src.Conn(t, db)
+	defer conn.Close(context.Background())
+	var pubs, subs int
+	if err := conn.QueryRow(context.Background(), "SELECT (SELECT count(*) FROM pg_publication), (SELECT count(*) FROM pg_subscription)").Scan(&pubs, &subs); err != nil {
+		t.Fatal(err)
+	}
+	if pubs != 0 || subs != 0 {
+		t.Errorf("the source got %d publications and %d subscriptions", pubs, subs)
+	}
+}
