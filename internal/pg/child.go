@@ -40,13 +40,28 @@ const noFile = "/nonexistent/postgres-seren-replicator"
 // policy and the tool is pinned to the checked address (PGHOSTADDR, with
 // PGHOST kept for TLS), and no password, service or certificate file can
 // be consulted.
+//
+// A trusted URL's secret that libpq has no environment variable for
+// (sslpassword) is returned in hidden, as the lines of a service file the
+// caller writes privately and names with PGSERVICEFILE/PGSERVICE.
 func (u URL) ChildConn(ctx context.Context) (env []string, conninfo string, err error) {
+	env, conninfo, _, err = u.childConn(ctx)
+	return env, conninfo, err
+}
+
+// ChildConnHidden is ChildConn plus the secrets that need a service file
+// (key=value lines; empty when there are none).
+func (u URL) ChildConnHidden(ctx context.Context) (env []string, conninfo string, hidden []string, err error) {
+	return u.childConn(ctx)
+}
+
+func (u URL) childConn(ctx context.Context) (env []string, conninfo string, hidden []string, err error) {
 	set := map[string]string{}
 	if u.policy != nil {
 		set = u.untrustedSettings()
 		addrs, err := u.policy.Resolve(ctx, set["host"])
 		if err != nil {
-			return nil, "", fmt.Errorf("resolve %s: %w", set["host"], err)
+			return nil, "", nil, fmt.Errorf("resolve %s: %w", set["host"], err)
 		}
 		set["hostaddr"] = addrs[0].String()
 		for _, k := range []string{"passfile", "servicefile", "sslcert", "sslkey"} {
@@ -102,7 +117,8 @@ func (u URL) ChildConn(ctx context.Context) (env []string, conninfo string, err 
 			continue
 		}
 		if secretParam(k) {
-			// No environment variable and too secret for argv: dropped.
+			// No environment variable and too secret for argv.
+			hidden = append(hidden, k+"="+v)
 			continue
 		}
 		extra = append(extra, k+"="+quoteConninfo(v))
@@ -112,7 +128,7 @@ func (u URL) ChildConn(ctx context.Context) (env []string, conninfo string, err 
 		db = set["user"]
 	}
 	conninfo = strings.Join(append([]string{"dbname=" + quoteConninfo(db)}, extra...), " ")
-	return env, conninfo, nil
+	return env, conninfo, hidden, nil
 }
 
 func splitHosts(hostport string) (hosts, ports string) {
