@@ -187,3 +187,24 @@ func TestRedactReplacesOnlyTheSecret(t *testing.T) {
 		t.Errorf("long password not redacted: %s", got)
 	}
 }
+
+// TestUntrustedConnectErrorsDoNotTellPortsApart: a closed port and a
+// refused address read alike to the submitter; the detail is kept apart.
+func TestUntrustedConnectErrorsDoNotTellPortsApart(t *testing.T) {
+	p, _ := ParseNetPolicy("127.0.0.0/8")
+	u, err := ParseUntrusted("postgres://u:pw@127.0.0.1:1/db?sslmode=disable&connect_timeout=5", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Connect(context.Background(), u, "source")
+	var hidden *HiddenError
+	if !errors.As(err, &hidden) {
+		t.Fatalf("Connect to a closed port: %v, want a HiddenError", err)
+	}
+	if strings.Contains(err.Error(), "refused") || !strings.Contains(err.Error(), "could not connect") {
+		t.Errorf("submitter sees %q", err)
+	}
+	if !strings.Contains(hidden.Detail, "refused") {
+		t.Errorf("detail %q lacks the reason", hidden.Detail)
+	}
+}
