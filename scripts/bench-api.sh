@@ -82,7 +82,7 @@ fresh_data() { # a new data dir and API key
 url=""
 start_serve() { # extra serve flags...
 	: >"$work/serve.out"
-	"$bin" serve --data-dir "$data" --listen 127.0.0.1:0 --worker-binary "$stub" \
+	"$bin" serve --data-dir "$data" --listen 127.0.0.1:0 --allow-networks 127.0.0.0/8 --worker-binary "$stub" \
 		--max-concurrent-jobs 1 --max-queued-jobs 100000000 "$@" \
 		>"$work/serve.out" 2>"$work/serve.err" &
 	serve_pid=$!

@@ -202,7 +202,7 @@ SQL
 say "Starting the job service (serve) and creating an API key"
 DATA="$WORK/service"
 API_KEY=$("$BIN" keys create --data-dir "$DATA" --name demo 2>/dev/null | tail -n1)
-"$BIN" serve --data-dir "$DATA" --listen 127.0.0.1:0 >"$WORK/serve.url" 2>"$WORK/serve.log" &
+"$BIN" serve --data-dir "$DATA" --listen 127.0.0.1:0 --allow-networks 127.0.0.0/8 >"$WORK/serve.url" 2>"$WORK/serve.log" &
 SERVE_PID=$!
 for _ in $(seq 1 100); do
 	[ -s "$WORK/serve.url" ] && break

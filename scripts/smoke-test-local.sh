@@ -21,7 +21,7 @@ go build -o "$WORK/postgres-seren-replicator" ./cmd/postgres-seren-replicator
 BIN="$WORK/postgres-seren-replicator"
 API_KEY=$("$BIN" keys create --data-dir "$WORK/data" --name smoke 2>/dev/null | tail -n1)
 
-"$BIN" serve --data-dir "$WORK/data" --listen 127.0.0.1:0 >"$WORK/url" 2>"$WORK/serve.log" &
+"$BIN" serve --data-dir "$WORK/data" --listen 127.0.0.1:0 --allow-networks 127.0.0.0/8 >"$WORK/url" 2>"$WORK/serve.log" &
 SERVE_PID=$!
 for _ in $(seq 1 100); do
 	[ -s "$WORK/url" ] && break

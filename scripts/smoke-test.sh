@@ -4,7 +4,8 @@
 #
 #   API_ENDPOINT=http://127.0.0.1:8080 API_KEY=sk_live_… scripts/smoke-test.sh
 #
-# Test 3 submits a real `validate` job whose URLs point at nothing
+# Test 3 submits a real `validate` job whose URLs point at nothing (.invalid
+# names never resolve, so any network policy accepts them at submit)
 # (override with SMOKE_SOURCE_URL / SMOKE_TARGET_URL); it is cancelled at
 # the end if it has not ended by itself. Needs bash and curl.
 # Exit status: 0 when all four pass, 1 otherwise.
@@ -18,8 +19,8 @@ if [ -z "$API_ENDPOINT" ] || [ -z "$API_KEY" ]; then
 fi
 command -v curl >/dev/null || { echo "curl is required" >&2; exit 2; }
 API_ENDPOINT="${API_ENDPOINT%/}"
-SOURCE_URL="${SMOKE_SOURCE_URL:-postgresql://smoke:smoke@127.0.0.1:1/smoke}"
-TARGET_URL="${SMOKE_TARGET_URL:-postgresql://smoke:smoke@127.0.0.1:2/smoke}"
+SOURCE_URL="${SMOKE_SOURCE_URL:-postgresql://smoke:smoke@smoke-source.invalid:5432/smoke}"
+TARGET_URL="${SMOKE_TARGET_URL:-postgresql://smoke:smoke@smoke-target.invalid:5432/smoke}"
 POLL_SECONDS="${SMOKE_POLL_SECONDS:-30}"
 
 TMP=$(mktemp -d)

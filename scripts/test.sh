@@ -55,6 +55,8 @@ go test -count=1 -timeout 20m "${short[@]}" -run '^TestMatrix$' ./internal/repli
 
 step "fuzz the job-request validator (seed corpus + 20 s)"
 go test -run='^$' -fuzz='^FuzzDecodeRequest$' -fuzztime=20s -fuzzminimizetime=5s ./internal/jobs
+step "fuzz the job URL policy (seed corpus + 10 s)"
+go test -run='^$' -fuzz='^FuzzURLPolicy$' -fuzztime=10s -fuzzminimizetime=5s ./internal/pg
 
 step "fuzz the row-filter predicate checker (seed corpus + 10 s)"
 go test -run='^$' -fuzz='^FuzzPredicate$' -fuzztime=10s -fuzzminimizetime=5s ./internal/selection

@@ -22,6 +22,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The test clusters listen on loopback, which job connections may only
+	// reach when the operator allows it (pg.EnvAllowNetworks); the API and
+	// worker processes started here inherit this.
+	os.Setenv("SEREN_ALLOW_NETWORKS", "127.0.0.0/8")
 	code := pgtest.Run(m)
 	builds.cleanup()
 	os.Exit(code)

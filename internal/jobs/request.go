@@ -359,7 +359,15 @@ func checkURL(field, s string) *ValidationError {
 	if !strings.HasPrefix(lower, "postgres://") && !strings.HasPrefix(lower, "postgresql://") {
 		return invalid(field, "must be a postgres:// or postgresql:// URL")
 	}
-	if _, err := pg.ParseURL(s); err != nil {
+	// The job service's connection policy (pg.ParseUntrusted): allowed
+	// parameters only, one TCP host, no address literal outside the
+	// operator's networks (SEREN_ALLOW_NETWORKS). Names are checked again
+	// when the worker dials.
+	policy, err := pg.NetPolicyFromEnv()
+	if err != nil {
+		return invalid(field, "cannot be checked: the service's network policy is misconfigured")
+	}
+	if _, err := pg.ParseUntrusted(s, policy); err != nil {
 		// pg's messages do not echo the URL; redact anyway in case a
 		// future message does.
 		return invalid(field, "%s", scrub(err.Error(), s))

@@ -92,9 +92,9 @@ func CreateSlot(ctx context.Context, src pg.URL, name string) (*Slot, error) {
 	if !slotNameRE.MatchString(name) {
 		return nil, fmt.Errorf("slot name %q is not valid (want [a-z0-9_], at most 63 bytes)", name)
 	}
-	cfg, err := pgconn.ParseConfig(src.Secret())
+	cfg, err := pg.PgConnConfig(src)
 	if err != nil {
-		return nil, fmt.Errorf("source: parse connection URL %s: %s", src, pg.Redact(err.Error(), src))
+		return nil, fmt.Errorf("source: %w", err)
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 15 * time.Second

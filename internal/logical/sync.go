@@ -67,6 +67,9 @@ func SyncDatabase(ctx context.Context, src, dst pg.URL, db string, opts SyncOpti
 			"sync only replicates into a target that already holds the data: run init to copy it")
 	}
 	defer d.Close(ctx)
+	if err := pg.RefuseSameServer(ctx, s, d, src, dst); err != nil {
+		return nil, err
+	}
 
 	specs, err := PublicationTables(ctx, s, db, opts.Rules)
 	if err != nil {

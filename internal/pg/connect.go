@@ -33,6 +33,9 @@ func Connect(ctx context.Context, u URL, role string) (*pgx.Conn, error) {
 
 // ConnConfig parses u into a pgx config with our defaults.
 func ConnConfig(u URL) (*pgx.ConnConfig, error) {
+	if u.policy != nil {
+		return untrustedConnConfig(u)
+	}
 	cfg, err := pgx.ParseConfig(u.Secret())
 	if err != nil {
 		return nil, fmt.Errorf("parse connection URL %s: %s", u, Redact(err.Error(), u))
@@ -48,18 +51,14 @@ func ConnConfig(u URL) (*pgx.ConnConfig, error) {
 
 // Pool opens a connection pool of at most size connections to u.
 func Pool(ctx context.Context, u URL, role string, size int) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(u.Secret())
+	cfg, err := PoolConfig(u)
 	if err != nil {
-		return nil, fmt.Errorf("%s: parse connection URL %s: %s", role, u, Redact(err.Error(), u))
+		return nil, fmt.Errorf("%s: %w", role, err)
 	}
 	if size < 1 {
 		size = 1
 	}
 	cfg.MaxConns = int32(size)
-	if cfg.ConnConfig.ConnectTimeout == 0 {
-		cfg.ConnConfig.ConnectTimeout = 15e9
-	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = "postgres-seren-replicator"
 	p, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, Explain(err, u, role)
@@ -71,6 +70,41 @@ func Pool(ctx context.Context, u URL, role string, size int) (*pgxpool.Pool, err
 	}
 	c.Release()
 	return p, nil
+}
+
+// PoolConfig is ConnConfig for a pgxpool (pool_* URL parameters are
+// honoured only for trusted URLs).
+func PoolConfig(u URL) (*pgxpool.Config, error) {
+	if u.policy != nil {
+		cc, err := untrustedConnConfig(u)
+		if err != nil {
+			return nil, err
+		}
+		cfg, err := pgxpool.ParseConfig("")
+		if err != nil {
+			return nil, fmt.Errorf("pool defaults: %w", err)
+		}
+		cfg.ConnConfig = cc
+		return cfg, nil
+	}
+	cfg, err := pgxpool.ParseConfig(u.Secret())
+	if err != nil {
+		return nil, fmt.Errorf("parse connection URL %s: %s", u, Redact(err.Error(), u))
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 15e9
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = "postgres-seren-replicator"
+	return cfg, nil
+}
+
+// PgConnConfig is ConnConfig at the pgconn level (replication connections).
+func PgConnConfig(u URL) (*pgconn.Config, error) {
+	cfg, err := ConnConfig(u)
+	if err != nil {
+		return nil, err
+	}
+	return &cfg.Config, nil
 }
 
 // Explain turns a connection or query error into one clear message with the
@@ -98,6 +132,15 @@ func Explain(err error, u URL, role string) error {
 		return msg
 	}
 	text := Redact(err.Error(), u)
+	if u.policy != nil {
+		// A job's URL is untrusted: do not tell its submitter which
+		// addresses exist or which ports are open on our network, nor
+		// show local paths. The detail stays in the server log.
+		if errors.Is(err, ErrAddressNotAllowed) {
+			return &HiddenError{Public: fmt.Sprintf("%s: the host is not in a network this service may connect to", where), Detail: where + ": " + text}
+		}
+		return &HiddenError{Public: fmt.Sprintf("%s: could not connect (the details are in the service log under this job's trace id)", where), Detail: where + ": " + text}
+	}
 	var netErr net.Error
 	var opErr *net.OpError
 	var dnsErr *net.DNSError
@@ -145,3 +188,13 @@ func Ident(parts ...string) string { return pgx.Identifier(parts).Sanitize() }
 func Literal(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
+
+// HiddenError is a connection failure of an untrusted URL: Error is what
+// the job's submitter sees, Detail (already redacted) goes only to the
+// service's log.
+type HiddenError struct {
+	Public string
+	Detail string
+}
+
+func (e *HiddenError) Error() string { return e.Public }

@@ -14,6 +14,8 @@ const MaxURLLength = 2048
 // the password; use Secret only to hand the URL to a driver.
 type URL struct {
 	u *url.URL
+	// policy is set by ParseUntrusted: connections from this URL obey it.
+	policy *NetPolicy
 }
 
 // ParseURL parses and checks a postgres:// or postgresql:// URL. Its errors
@@ -66,11 +68,40 @@ func (u URL) String() string {
 		}
 	}
 	q := c.Query()
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
+	changed := false
+	for k := range q {
+		if secretParam(k) {
+			q.Set(k, "xxxxx")
+			changed = true
+		}
+	}
+	if changed {
 		c.RawQuery = q.Encode()
 	}
 	return c.String()
+}
+
+// secrets returns the password and every other secret parameter value.
+func (u URL) secrets() []string {
+	if u.u == nil {
+		return nil
+	}
+	var out []string
+	if u.u.User != nil {
+		if p, ok := u.u.User.Password(); ok && p != "" {
+			out = append(out, p)
+		}
+	}
+	for k, vs := range u.u.Query() {
+		if secretParam(k) {
+			for _, v := range vs {
+				if v != "" {
+					out = append(out, v)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // Secret returns the full URL including the password. Only drivers get it.
@@ -134,47 +165,62 @@ func (u URL) WithDatabase(db string) URL {
 		q.Del("dbname")
 		c.RawQuery = q.Encode()
 	}
-	return URL{u: &c}
+	return URL{u: &c, policy: u.policy}
 }
 
-// WithoutPassword returns u with the password removed: what a child tool
-// receives as its --dbname argument (the password goes in its environment).
-func (u URL) WithoutPassword() string {
-	c := *u.u
-	if c.User != nil {
-		c.User = url.User(c.User.Username())
-	}
-	q := c.Query()
-	if q.Has("password") {
-		q.Del("password")
-		c.RawQuery = q.Encode()
-	}
-	return c.String()
-}
-
-// ChildEnv returns the environment entries that give a libpq child tool the
-// password without putting it on its command line.
-func (u URL) ChildEnv() []string {
-	env := []string{"PGCONNECT_TIMEOUT=15"}
-	if p := u.Password(); p != "" {
-		env = append(env, "PGPASSWORD="+p)
-	}
-	return env
-}
-
-// Redact replaces every occurrence of the password of each URL in s.
-// Use it on text that came from a child tool or a server.
+// Redact replaces the password and every other secret parameter value of
+// each URL in s. Use it on text that came from a child tool or a server.
+// A short secret is replaced only where a secret stands (after ':' in a
+// URL's user info, after '=' in a parameter), so a password such as
+// "postgres" does not turn the scheme, the user or a program name into
+// xxxxx; a long one (12+ characters) is replaced wherever it appears.
 func Redact(s string, urls ...URL) string {
 	for _, u := range urls {
-		if p := u.Password(); p != "" {
-			s = strings.ReplaceAll(s, p, "xxxxx")
+		for _, p := range u.secrets() {
+			forms := []string{p}
 			if esc := url.QueryEscape(p); esc != p {
-				s = strings.ReplaceAll(s, esc, "xxxxx")
+				forms = append(forms, esc)
 			}
 			if esc := url.PathEscape(p); esc != p {
-				s = strings.ReplaceAll(s, esc, "xxxxx")
+				forms = append(forms, esc)
+			}
+			for _, f := range forms {
+				s = redactForm(s, f, len(p) >= 12)
 			}
 		}
 	}
 	return s
+}
+
+func redactForm(s, secret string, anywhere bool) string {
+	if anywhere {
+		return strings.ReplaceAll(s, secret, "xxxxx")
+	}
+	var b strings.Builder
+	rest := s
+	for {
+		i := strings.Index(rest, secret)
+		if i < 0 {
+			b.WriteString(rest)
+			return b.String()
+		}
+		end := i + len(secret)
+		before := byte(0)
+		if i > 0 {
+			before = rest[i-1]
+		} else if b.Len() > 0 {
+			before = b.String()[b.Len()-1]
+		}
+		after := byte(0)
+		if end < len(rest) {
+			after = rest[end]
+		}
+		if (before == ':' || before == '=') && strings.IndexByte("\x00@& \t\n\r'\";,)", after) >= 0 {
+			b.WriteString(rest[:i])
+			b.WriteString("xxxxx")
+		} else {
+			b.WriteString(rest[:end])
+		}
+		rest = rest[end:]
+	}
 }

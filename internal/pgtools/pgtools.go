@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/pg"
@@ -89,12 +90,67 @@ func version(ctx context.Context, bin string) (int, error) {
 }
 
 // Command prepares tool (e.g. "pg_dump") with args, connected to u through
-// --dbname without the password and PGPASSWORD in the environment.
+// its environment (PGHOST, PGUSER, PGPASSWORD, …): no URL and no secret is
+// on its command line, only --dbname with a keyword/value string naming
+// the database. A URL from pg.ParseUntrusted is resolved through its
+// policy now and the tool pinned to the checked address; if that is
+// refused, the command fails to start with the reason.
 func (t Tools) Command(ctx context.Context, tool string, u pg.URL, args ...string) *exec.Cmd {
-	full := append([]string{"--dbname=" + u.WithoutPassword()}, args...)
+	env, conninfo, hidden, err := u.ChildConnHidden(ctx)
+	full := append([]string{"--dbname=" + conninfo}, args...)
 	cmd := exec.CommandContext(ctx, filepath.Join(t.BinDir, tool), full...)
-	cmd.Env = append(cleanEnv(), u.ChildEnv()...)
+	cmd.Env = append(cleanEnv(), env...)
+	if err != nil {
+		cmd.Err = fmt.Errorf("%s: %w", tool, err)
+		return cmd
+	}
+	if len(hidden) > 0 {
+		// sslpassword has no environment variable: a private service
+		// file carries it, removed when Run or Pipe has finished.
+		path, ferr := writeServiceFile(hidden)
+		if ferr != nil {
+			cmd.Err = fmt.Errorf("%s: %w", tool, ferr)
+			return cmd
+		}
+		serviceFiles.Store(cmd, path)
+		cmd.Env = append(cmd.Env, "PGSERVICEFILE="+path, "PGSERVICE="+childService)
+	}
 	return cmd
+}
+
+const childService = "postgres_seren_replicator_child"
+
+// serviceFiles maps a prepared command to its private service file.
+var serviceFiles sync.Map
+
+func writeServiceFile(lines []string) (string, error) {
+	f, err := os.CreateTemp("", "seren-pgservice-*.conf")
+	if err != nil {
+		return "", fmt.Errorf("create a private service file: %w", err)
+	}
+	body := "[" + childService + "]\n"
+	for _, l := range lines {
+		if strings.ContainsAny(l, "\r\n") {
+			continue
+		}
+		body += l + "\n"
+	}
+	_, werr := f.WriteString(body)
+	cerr := f.Close()
+	if werr != nil || cerr != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("write a private service file: %w", errors.Join(werr, cerr))
+	}
+	return f.Name(), nil
+}
+
+// cleanup removes what Command left for cmd.
+func cleanup(cmds ...*exec.Cmd) {
+	for _, c := range cmds {
+		if p, ok := serviceFiles.LoadAndDelete(c); ok {
+			os.Remove(p.(string))
+		}
+	}
 }
 
 // Offline prepares a tool run that connects to no server (e.g. pg_restore --list).
@@ -119,6 +175,7 @@ func cleanEnv() []string {
 
 // Run runs cmd, returning a redacted error that includes the tail of stderr.
 func Run(cmd *exec.Cmd, urls ...pg.URL) error {
+	defer cleanup(cmd)
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitWriter{w: &stderr, n: 64 << 10}
 	if err := cmd.Run(); err != nil {
@@ -144,6 +201,7 @@ func ToolError(cmd *exec.Cmd, err error, stderr string, urls ...pg.URL) error {
 // without temporary files. If the consumer dies, the producer gets EPIPE
 // instead of blocking forever.
 func Pipe(producer, consumer *exec.Cmd, urls ...pg.URL) error {
+	defer cleanup(producer, consumer)
 	r, w, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("create pipe: %w", err)

@@ -68,6 +68,12 @@ func open(ctx context.Context, opts Options, rep Reporter) (*session, error) {
 		s.close()
 		return nil, err
 	}
+	// Before anything is created or dropped: the target must not be the
+	// source under another name (another database, localhost for 127.0.0.1).
+	if err := pg.RefuseSameServer(ctx, s.src, s.dst, srcAdmin, dstAdmin); err != nil {
+		s.close()
+		return nil, err
+	}
 	if s.srcVersion, err = pg.ServerVersion(ctx, s.src); err != nil {
 		s.close()
 		return nil, fmt.Errorf("source: %w", err)

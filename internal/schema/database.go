@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -79,7 +80,7 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', $1) AND n.nspname NO
 			return 0, hint.Wrap(fmt.Errorf("database %s on the target already holds %d tables or other relations: %w", db.Name, objects, ErrTargetNotEmpty),
 				fmt.Sprintf("pick another target, drop the database there (DROP DATABASE %s), or add --drop-existing to replace it", pg.Ident(db.Name)))
 		}
-		if err := dropDatabase(ctx, dstAdmin, target, db.Name); err != nil {
+		if err := dropDatabase(ctx, dstAdmin, target, db.Name, warn); err != nil {
 			return 0, err
 		}
 	}
@@ -206,7 +207,7 @@ WHERE d.datname = $1 AND a.grantee <> d.datdba`, db)
 
 // RecreateDatabase drops a target database of ours and creates it again.
 func RecreateDatabase(ctx context.Context, dstAdmin *pgx.Conn, target pg.URL, db catalog.Database, warn func(string)) error {
-	if err := dropDatabase(ctx, dstAdmin, target, db.Name); err != nil {
+	if err := dropDatabase(ctx, dstAdmin, target, db.Name, warn); err != nil {
 		return err
 	}
 	if err := createDatabase(ctx, dstAdmin, db, warn); err != nil {
@@ -218,10 +219,55 @@ func RecreateDatabase(ctx context.Context, dstAdmin *pgx.Conn, target pg.URL, db
 // dropDatabase drops a target database, first detaching and dropping its
 // subscriptions (which would block DROP DATABASE). Their slots on the
 // source are dropped later, when init recreates its own.
-func dropDatabase(ctx context.Context, dstAdmin *pgx.Conn, target pg.URL, name string) error {
+func dropDatabase(ctx context.Context, dstAdmin *pgx.Conn, target pg.URL, name string, warn func(string)) error {
+	// A database that publishes or has other sessions is in use: it may be
+	// someone's source. Refuse instead of forcing it away.
+	var others int
+	var who []string
+	// A session we just closed lingers for a moment: look again for a few
+	// seconds before calling the database busy.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if err := dstAdmin.QueryRow(ctx, `SELECT count(*), coalesce(array_agg(DISTINCT coalesce(usename, '?') || '@' || coalesce(host(client_addr), 'local')), '{}')
+FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'`, name).Scan(&others, &who); err != nil {
+			return fmt.Errorf("look for sessions in target database %s: %w", name, err)
+		}
+		if others == 0 || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if others > 0 {
+		return hint.Wrap(fmt.Errorf("refusing to drop database %s on target %s: %d other session(s) use it (%s)", name, target.Host(), others, strings.Join(who, ", ")),
+			"a database in use may be a live source: check the --target URL, or end those sessions and run again")
+	}
+	var slots int
+	if err := dstAdmin.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE database = $1", name).Scan(&slots); err != nil {
+		return fmt.Errorf("look for replication slots of target database %s: %w", name, err)
+	}
 	conn, err := pg.Connect(ctx, target.WithDatabase(name), "target")
 	if err == nil {
-		rows, qerr := conn.Query(ctx, "SELECT subname FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())")
+		var pubs []string
+		rows, qerr := conn.Query(ctx, "SELECT pubname FROM pg_publication ORDER BY 1")
+		if qerr == nil {
+			pubs, qerr = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		if qerr != nil {
+			conn.Close(ctx)
+			return fmt.Errorf("list publications in target database %s: %w", name, qerr)
+		}
+		if len(pubs) > 0 || slots > 0 {
+			conn.Close(ctx)
+			return hint.Wrap(fmt.Errorf("refusing to drop database %s on target %s: it is a replication source (publications: %s; %d replication slot(s))", name, target.Host(), orNone(pubs), slots),
+				"a target never publishes: check the --target URL; if this database really is to be replaced, drop its publications and slots first")
+		}
+		var tables int
+		_ = conn.QueryRow(ctx, "SELECT count(*) FROM pg_class WHERE relkind IN ('r', 'p') AND relnamespace NOT IN (SELECT oid FROM pg_namespace WHERE nspname IN ('pg_catalog', 'information_schema'))").Scan(&tables)
+		warn(fmt.Sprintf("--drop-existing: dropping database %s on target %s (%d tables)", name, target.Host(), tables))
+		rows, qerr = conn.Query(ctx, "SELECT subname FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())")
 		var subs []string
 		if qerr == nil {
 			subs, qerr = pgx.CollectRows(rows, pgx.RowTo[string])
@@ -243,4 +289,11 @@ func dropDatabase(ctx context.Context, dstAdmin *pgx.Conn, target pg.URL, name s
 		return fmt.Errorf("drop database %s on target: %w", name, err)
 	}
 	return nil
+}
+
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }

@@ -29,9 +29,9 @@ SET standard_conforming_strings = on`
 
 // openPool connects to one database with the verify session settings.
 func openPool(ctx context.Context, u pg.URL, role string, size int) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(u.Secret())
+	cfg, err := pg.PoolConfig(u)
 	if err != nil {
-		return nil, fmt.Errorf("%s: parse connection URL %s: %s", role, u, pg.Redact(err.Error(), u))
+		return nil, fmt.Errorf("%s: %w", role, err)
 	}
 	cfg.MaxConns = int32(max(size, 1))
 	if cfg.ConnConfig.ConnectTimeout == 0 {

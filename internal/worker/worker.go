@@ -70,6 +70,9 @@ type Config struct {
 	Parallel int
 	// PgBinDir overrides where pg_dump/pg_restore are found.
 	PgBinDir string
+	// Networks is the policy for the job's connections; nil reads
+	// SEREN_ALLOW_NETWORKS (pg.NetPolicyFromEnv).
+	Networks *pg.NetPolicy
 
 	HeartbeatEvery time.Duration // heartbeat when nothing else is written
 	ProgressEvery  time.Duration // at most one progress write per interval
@@ -309,6 +312,11 @@ func (r *run) run(ctx context.Context) (Result, error) {
 		r.logs.flush()
 		return Result{}, fmt.Errorf("job %s: %w", j.ID, ErrStopped)
 	default:
+		var hidden *pg.HiddenError
+		if errors.As(err, &hidden) {
+			// The submitter sees the plain message; the service log keeps why.
+			r.log.Warn("connection failed", "detail", r.redact(hidden.Detail))
+		}
 		msg := r.message(err)
 		r.Logf("job failed: %s", msg)
 		return r.finish(ctx, jobs.Failed(msg))
@@ -322,13 +330,21 @@ func (r *run) engineOptions(ctx context.Context) (replicator.Options, error) {
 	if err != nil {
 		return replicator.Options{}, fmt.Errorf("decrypt the job's credentials: %w", err)
 	}
-	src, err := pg.ParseURL(creds.SourceURL)
-	if err != nil {
-		return replicator.Options{}, errors.New("the stored source_url is not a valid postgres URL")
+	// A job's URLs are untrusted: every connection made from them obeys
+	// the operator's network policy (see pg.ParseUntrusted).
+	policy := r.cfg.Networks
+	if policy == nil {
+		if policy, err = pg.NetPolicyFromEnv(); err != nil {
+			return replicator.Options{}, err
+		}
 	}
-	dst, err := pg.ParseURL(creds.TargetURL)
+	src, err := pg.ParseUntrusted(creds.SourceURL, policy)
 	if err != nil {
-		return replicator.Options{}, errors.New("the stored target_url is not a valid postgres URL")
+		return replicator.Options{}, fmt.Errorf("source_url: %w", err)
+	}
+	dst, err := pg.ParseUntrusted(creds.TargetURL, policy)
+	if err != nil {
+		return replicator.Options{}, fmt.Errorf("target_url: %w", err)
 	}
 	r.mu.Lock()
 	r.urls = []pg.URL{src, dst}

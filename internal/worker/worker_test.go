@@ -13,6 +13,7 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/backends"
 	"github.com/serenorg/postgres-seren-replicator/internal/joblog"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
+	"github.com/serenorg/postgres-seren-replicator/internal/pg"
 	"github.com/serenorg/postgres-seren-replicator/internal/replicator"
 	"github.com/serenorg/postgres-seren-replicator/internal/testutil/pgtest"
 	"github.com/serenorg/postgres-seren-replicator/internal/worker"
@@ -89,8 +90,18 @@ func (b *bundle) config(e worker.Engine) worker.Config {
 		Store: b.set.Store, Keeper: b.set.Keeper, Logs: b.set.Logs, Engine: e,
 		WorkerID: "test-worker", ProgressEvery: 20 * time.Millisecond, HeartbeatEvery: 50 * time.Millisecond,
 		LogFlushEvery: 20 * time.Millisecond, Parallel: 2,
+		Networks: loopbackAllowed,
 	}
 }
+
+// loopbackAllowed opens the test clusters' addresses to jobs.
+var loopbackAllowed = func() *pg.NetPolicy {
+	p, err := pg.ParseNetPolicy("127.0.0.0/8")
+	if err != nil {
+		panic(err)
+	}
+	return p
+}()
 
 func (b *bundle) job(t *testing.T, id string) *jobs.Job {
 	t.Helper()

@@ -233,6 +233,9 @@ func cutoverOne(ctx context.Context, opts *Options, srcURL, dstURL pg.URL, db st
 	}
 	if d != nil {
 		defer d.Close(context.WithoutCancel(ctx))
+		if err := pg.RefuseSameServer(ctx, s, d, srcURL, dstURL); err != nil {
+			return nil, err
+		}
 	}
 	var cr *logical.CutoverResult
 	switch {

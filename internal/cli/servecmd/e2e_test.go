@@ -80,7 +80,9 @@ func startServe(t *testing.T, dataDir string, args ...string) *serveProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all := append([]string{"serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-level", "debug"}, args...)
+	// The test clusters listen on 127.0.0.1, which the default network
+	// policy refuses; tests of the default pass --allow-networks= again.
+	all := append([]string{"serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-level", "debug", "--allow-networks=127.0.0.0/8"}, args...)
 	cmd := exec.Command(binary, all...)
 	cmd.Env = os.Environ()
 	cmd.Stderr = logFile

@@ -26,6 +26,7 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
+	"github.com/serenorg/postgres-seren-replicator/internal/pg"
 	"github.com/serenorg/postgres-seren-replicator/internal/service"
 )
 
@@ -51,6 +52,7 @@ type Options struct {
 	RateLimit         float64
 	KeyRateLimit      float64
 	LogLevel          string
+	AllowNetworks     string
 
 	// HTTP server fences.
 	ReadTimeout       time.Duration
@@ -118,6 +120,7 @@ adopts them. The listen URL is printed on stdout; logs go to stderr.`,
 	f.StringVar(&opts.TLSCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain) file; needs --tls-key")
 	f.StringVar(&opts.TLSKey, "tls-key", "", "PEM private key file of --tls-cert")
 	f.StringVar(&opts.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&opts.AllowNetworks, "allow-networks", os.Getenv(pg.EnvAllowNetworks), "CIDR[,CIDR…] that jobs may connect to besides public addresses; loopback, private, link-local, CGNAT and unique-local ranges are refused unless listed here (env "+pg.EnvAllowNetworks+")")
 	f.DurationVar(&opts.HeartbeatTimeout, "heartbeat-timeout", service.DefaultHeartbeatTimeout, "a running job whose worker has not heartbeated this long is re-queued")
 	f.DurationVar(&opts.CheckInterval, "check-interval", service.DefaultCheckInterval, "how often jobs are checked for lost workers and timeouts")
 	f.DurationVar(&opts.Visibility, "queue-visibility", 30*time.Second, "lease of a received queue message (a local launch takes milliseconds)")
@@ -179,6 +182,16 @@ func run(ctx context.Context, opts *Options) error {
 		return cmdutil.UsageError(fmt.Errorf("--log-level %q: use debug, info, warn or error", opts.LogLevel))
 	}
 	log := slog.New(slog.NewTextHandler(opts.IO.ErrOut, &slog.HandlerOptions{Level: level}))
+	networks, err := pg.ParseNetPolicy(opts.AllowNetworks)
+	if err != nil {
+		return cmdutil.UsageError(fmt.Errorf("--allow-networks: %w", err))
+	}
+	// The API's submit check and every worker (started with this
+	// environment) read the policy from the environment.
+	if err := os.Setenv(pg.EnvAllowNetworks, opts.AllowNetworks); err != nil {
+		return fmt.Errorf("set %s: %w", pg.EnvAllowNetworks, err)
+	}
+	log.Info("job connections", "allowed_networks", networks.String())
 
 	cfg := backends.FromEnv(backends.Config{
 		Backend:      backends.Embedded,
