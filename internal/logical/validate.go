@@ -93,6 +93,9 @@ func Validate(ctx context.Context, opts ValidateOptions) ([]Problem, error) {
 	for _, d := range dbs {
 		v.dbs = append(v.dbs, d.Name)
 	}
+	if v.targetID, err = TargetID(ctx, dst); err != nil {
+		return nil, fmt.Errorf("target: %w", err)
+	}
 	v.checkVersions()
 	if err := v.checkSourceServer(ctx, src); err != nil {
 		return nil, fmt.Errorf("source: %w", err)
@@ -176,6 +179,7 @@ type validator struct {
 	sync             bool
 	srcInfo, dstInfo *serverInfo
 	dbs              []string
+	targetID         string // see TargetID: names the pair's replication set
 	problems         []Problem
 }
 
@@ -246,8 +250,7 @@ func (v *validator) checkSourceServer(ctx context.Context, src *pgx.Conn) error 
 	}
 	need := 0
 	for _, db := range v.dbs {
-		n := Names(db)
-		if !existing[n.Slot] {
+		if !existing[PairNames(db, v.targetID).Slot] && !existing[legacyNames(db).Slot] {
 			need++
 		}
 	}
@@ -331,7 +334,7 @@ func (v *validator) checkTargetServer(ctx context.Context, dst *pgx.Conn) error 
 	for _, db := range v.dbs {
 		var n int
 		// Our subscription may already exist (a re-run); count the rest.
-		if err := dst.QueryRow(ctx, "SELECT count(*) FROM pg_subscription WHERE subname = $1", Names(db).Subscription).Scan(&n); err != nil {
+		if err := dst.QueryRow(ctx, "SELECT count(*) FROM pg_subscription WHERE subname IN ($1, $2)", PairNames(db, v.targetID).Subscription, legacyNames(db).Subscription).Scan(&n); err != nil {
 			return fmt.Errorf("count subscriptions: %w", err)
 		}
 		if n == 0 {
@@ -435,7 +438,7 @@ func (v *validator) checkDatabase(ctx context.Context, src, dst *pgx.Conn, db st
 			v.add(Warning, "source", db, "sequences", fmt.Sprintf("%s: logical replication does not carry sequence values; init copies them at the snapshot and cutover copies them again after writes stop", plural(seqs, "sequence")),
 				"switch the application with `postgres-seren-replicator cutover` (it copies sequence values), not by dropping the subscription by hand")
 		}
-		if s, err := GetSlot(ctx, src, Names(db).Slot); err != nil {
+		if s, err := GetSlot(ctx, src, PairNames(db, v.targetID).Slot); err != nil {
 			return err
 		} else if s != nil && !s.Active {
 			v.add(Warning, "source", db, "slot "+s.Name, "an inactive replication slot of ours exists (left by an earlier run?): it retains WAL, and init cannot reuse it",

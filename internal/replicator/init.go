@@ -267,7 +267,17 @@ func (s *session) initDatabase(ctx context.Context, db catalog.Database, idx, nD
 	// the copy ends.
 	var snap *snapshot
 	var slot *logical.Slot
-	names := logical.Names(db.Name)
+	var names logical.ObjectNames
+	if !opts.NoSync {
+		// The set belongs to this (source database, target) pair: another
+		// target's set of the same database has other names and is never
+		// touched here.
+		tid, err := logical.TargetID(ctx, dst)
+		if err != nil {
+			return fmt.Errorf("target: %w", err)
+		}
+		names = logical.PairNames(db.Name, tid)
+	}
 	if opts.NoSync {
 		if snap, err = exportSnapshot(ctx, srcURL); err != nil {
 			return err
@@ -410,6 +420,9 @@ func (s *session) initDatabase(ctx context.Context, db catalog.Database, idx, nD
 			return err
 		}
 		slot = nil // the subscription owns it now
+		if err := logical.RecordPair(ctx, src, dst, names, db.Name, true); err != nil {
+			warn(fmt.Sprintf("database %s: %v", db.Name, err))
+		}
 		phase("subscription", t4, names.Subscription+" streaming from "+names.Slot)
 		rep.Logf("database %s: continuous sync started (subscription %s)", db.Name, names.Subscription)
 	}
@@ -436,8 +449,21 @@ func (s *session) createSlot(ctx context.Context, src *pgx.Conn, srcURL pg.URL, 
 			return nil, err
 		}
 	}
+	if err := logical.RecordPair(ctx, src, s.dst, names, db, false); err != nil {
+		return nil, err
+	}
 	slot, err := logical.CreateSlot(ctx, srcURL, names.Slot)
 	if errors.Is(err, logical.ErrExists) {
+		// The name is this pair's, so the slot is ours for this target;
+		// still, never take it from a WAL sender that is using it.
+		info, gerr := logical.GetSlot(ctx, src, names.Slot)
+		if gerr != nil {
+			return nil, gerr
+		}
+		if info != nil && info.Active {
+			return nil, hint.Wrap(fmt.Errorf("slot %s of this source database and target is in use (WAL sender pid %d): %w", names.Slot, info.ActivePID, logical.ErrExists),
+				"another run or a subscription is streaming from it; see `status`, and stop that first")
+		}
 		s.rep.Logf("database %s: dropping slot %s left by an interrupted run", db, names.Slot)
 		if err := logical.DropSlot(ctx, src, names.Slot); err != nil {
 			return nil, err

@@ -152,7 +152,11 @@ func statusOf(ctx context.Context, src *pgx.Conn, dst pg.URL, db string, rep rep
 	if d != nil {
 		defer d.Close(context.WithoutCancel(ctx))
 	}
-	st, err := logical.GetStatus(ctx, src, d, db, logical.Names(db))
+	n, err := logical.ResolveNames(ctx, dst, d, db)
+	if err != nil {
+		return fmt.Errorf("database %s: %w", db, err)
+	}
+	st, err := logical.GetStatus(ctx, src, d, db, n)
 	if err != nil {
 		return fmt.Errorf("database %s: %w", db, err)
 	}
