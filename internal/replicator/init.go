@@ -256,6 +256,11 @@ func (s *session) initDatabase(ctx context.Context, db catalog.Database, idx, nD
 		return err
 	}
 	defer dst.Close(context.Background())
+	for _, c := range []*pgx.Conn{src, dst} {
+		if _, err := c.Exec(ctx, copier.SessionSettings); err != nil {
+			return fmt.Errorf("configure session: %w", err)
+		}
+	}
 
 	plan, err := planTables(ctx, src, db.Name, opts)
 	if err != nil {
@@ -316,9 +321,6 @@ func (s *session) initDatabase(ctx context.Context, db catalog.Database, idx, nD
 	d := &schema.Dumper{Tools: s.tools, Source: srcURL, Target: dstURL, Snapshot: snap.name, ExcludeTables: plan.exclude, WorkDir: workDir}
 	if state == schema.Created {
 		if err := d.PreData(ctx); err != nil {
-			return err
-		}
-		if err := schema.CopyDatabaseSettings(ctx, s.src, s.dst, db.Name, warn); err != nil {
 			return err
 		}
 		if err := copier.SetState(ctx, dst, "stage", "data"); err != nil {
@@ -409,7 +411,12 @@ func (s *session) initDatabase(ctx context.Context, db catalog.Database, idx, nD
 	if err := post.Rest(ctx, opts.Jobs); err != nil {
 		return err
 	}
-	phase("post-data", t3, "constraints, triggers, views refreshed")
+	// Database settings last: one such as default_transaction_read_only
+	// would otherwise apply to the sessions that load the data.
+	if err := schema.CopyDatabaseSettings(ctx, s.src, s.dst, db.Name, warn); err != nil {
+		return err
+	}
+	phase("post-data", t3, "constraints, triggers, views refreshed, database settings")
 
 	if err := copier.DropCheckpoint(ctx, dst); err != nil {
 		return err

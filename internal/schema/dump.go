@@ -42,6 +42,12 @@ func (d *Dumper) dumpArgs(section string) []string {
 	return args
 }
 
+// restoreOptions makes pg_restore's sessions ignore settings of the target
+// database that would break the restore (copied from the source, e.g.
+// default_transaction_read_only = on after cutover --block-writes, or a
+// short statement_timeout): session options outrank database settings.
+const restoreOptions = "PGOPTIONS=-c default_transaction_read_only=off -c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0"
+
 // quotePattern makes a name a literal pg_dump pattern.
 func quotePattern(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
@@ -51,6 +57,7 @@ func quotePattern(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""
 func (d *Dumper) PreData(ctx context.Context) error {
 	dump := d.Tools.Command(ctx, "pg_dump", d.Source, d.dumpArgs("pre-data")...)
 	restore := d.Tools.Command(ctx, "pg_restore", d.Target, "--section=pre-data", "--exit-on-error", "--single-transaction")
+	restore.Env = append(restore.Env, restoreOptions)
 	if err := pgtools.Pipe(dump, restore, d.Source, d.Target); err != nil {
 		return fmt.Errorf("schema (pre-data) of %s: %w", d.Source.Database(), err)
 	}
@@ -69,6 +76,7 @@ func (d *Dumper) LargeObjects(ctx context.Context, src *pgx.Conn) (int64, error)
 	args := append(d.dumpArgs("data"), "--exclude-table-data=*.*", "--blobs")
 	dump := d.Tools.Command(ctx, "pg_dump", d.Source, args...)
 	restore := d.Tools.Command(ctx, "pg_restore", d.Target, "--section=data", "--exit-on-error", "--single-transaction")
+	restore.Env = append(restore.Env, restoreOptions)
 	if err := pgtools.Pipe(dump, restore, d.Source, d.Target); err != nil {
 		return 0, fmt.Errorf("large objects of %s: %w", d.Source.Database(), err)
 	}
@@ -233,7 +241,7 @@ func (p *PostData) restore(ctx context.Context, name string, lines []string, job
 	}
 	args = append(args, p.archive)
 	cmd := p.d.Tools.Command(ctx, "pg_restore", p.d.Target, args...)
-	cmd.Env = append(cmd.Env, "PGOPTIONS=-c maintenance_work_mem=256MB -c synchronous_commit=off")
+	cmd.Env = append(cmd.Env, restoreOptions+" -c maintenance_work_mem=256MB -c synchronous_commit=off")
 	if err := pgtools.Run(cmd, p.d.Source, p.d.Target); err != nil {
 		return fmt.Errorf("schema (post-data %s) of %s: %w", name, p.d.Source.Database(), err)
 	}
