@@ -244,6 +244,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 				case w.step != nil:
 					err = w.step(ctx, dst)
 					if err == nil {
+						Boundary()
 						mu.Lock()
 						w.task.stepsLeft--
 						last := w.task.stepsLeft == 0
@@ -260,6 +261,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 						err = markTableDone(ctx, dst, w.task.Table)
 					}
 					if err == nil {
+						Boundary()
 						n := tablesDone.Add(1)
 						emit(cfg, Event{Table: w.task.Table, Done: true, TablesDone: int(n), TablesTotal: total})
 					}
@@ -281,6 +283,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 						emit(cfg, Event{Table: w.task.Table, Bytes: d, TablesDone: int(tablesDone.Load()), TablesTotal: total})
 					})
 					if err == nil {
+						Boundary()
 						last := true
 						if w.rng >= 0 {
 							mu.Lock()
