@@ -129,10 +129,12 @@ func cleanAdopted(ctx context.Context, target pg.URL, name string) error {
 	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&ver); err != nil {
 		return fmt.Errorf("empty database %s: %w", name, err)
 	}
+	// public as a new database has it (pre-data assumes it exists).
 	public := "CREATE SCHEMA public; GRANT ALL ON SCHEMA public TO PUBLIC"
 	if ver >= 150000 {
 		public = "CREATE SCHEMA public AUTHORIZATION pg_database_owner; GRANT USAGE ON SCHEMA public TO PUBLIC"
 	}
+	public += "; COMMENT ON SCHEMA public IS 'standard public schema'"
 	_, err = conn.Exec(ctx, `DO $$ DECLARE s text; BEGIN
   FOR s IN SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema', `+pg.Literal(copier.CheckpointSchema)+`) AND nspname !~ '^pg_' LOOP
     EXECUTE format('DROP SCHEMA %I CASCADE', s);
