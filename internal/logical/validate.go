@@ -57,6 +57,9 @@ type ValidateOptions struct {
 	// NoSync: init will copy only, so logical replication prerequisites
 	// are not checked.
 	NoSync bool
+	// DropExisting: init will replace target databases that hold data, so
+	// a non-empty target database is not a problem.
+	DropExisting bool
 }
 
 // Validate checks both servers and every selected database for what would
@@ -109,6 +112,9 @@ func Validate(ctx context.Context, opts ValidateOptions) ([]Problem, error) {
 			return nil, err
 		}
 		err = v.checkDatabase(ctx, conn, dst, db)
+		if err == nil {
+			err = v.checkTargetDatabase(ctx, db)
+		}
 		conn.Close(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("source database %s: %w", db, err)
@@ -379,6 +385,22 @@ func (v *validator) checkDatabase(ctx context.Context, src, dst *pgx.Conn, db st
 			owned[o] = true
 		}
 	}
+	// pg_dump and init read every sequence's value.
+	srows, err := src.Query(ctx, `SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND CASE WHEN c.relkind = 'S' THEN NOT has_sequence_privilege(c.oid, 'SELECT') ELSE false END`)
+	if err != nil {
+		return fmt.Errorf("check privileges on sequences: %w", err)
+	}
+	var seqSchema, seqName string
+	if _, err := pgx.ForEachRow(srows, []any{&seqSchema, &seqName}, func() error {
+		q := pg.Ident(seqSchema, seqName)
+		v.add(Blocker, "source", db, "sequence "+seqSchema+"."+seqName, fmt.Sprintf("user %q cannot read sequence %s (pg_dump and init read every sequence's value)", v.srcInfo.user, q),
+			fmt.Sprintf("GRANT SELECT ON SEQUENCE %s TO %s;", q, pg.Ident(v.srcInfo.user)))
+		return nil
+	}); err != nil {
+		return fmt.Errorf("check privileges on sequences: %w", err)
+	}
 	var filtered []TableSpec
 	for _, t := range tables {
 		rule := v.opts.Rules.Table(db, t.Schema, t.Name)
@@ -447,6 +469,49 @@ func (v *validator) checkDatabase(ctx context.Context, src, dst *pgx.Conn, db st
 	}
 	return v.checkExtensions(ctx, src, dst, db)
 }
+
+// checkTargetDatabase reports what init refuses at start: a target
+// database that holds relations, is not an unfinished copy of ours (a
+// checkpoint) and is not this pair's finished, streaming copy.
+func (v *validator) checkTargetDatabase(ctx context.Context, db string) error {
+	if v.opts.DropExisting {
+		return nil
+	}
+	d, err := ConnectIfExists(ctx, v.opts.Target.WithDatabase(db), "target")
+	if err != nil || d == nil {
+		return err
+	}
+	defer d.Close(context.WithoutCancel(ctx))
+	var ours bool
+	var objects int
+	if err := d.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1),
+  (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', $1) AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%')`,
+		checkpointSchema).Scan(&ours, &objects); err != nil {
+		return fmt.Errorf("inspect target database %s: %w", db, err)
+	}
+	if ours || objects == 0 {
+		return nil
+	}
+	if v.sync {
+		n, err := NamesFor(ctx, v.targetID, d, db)
+		if err != nil {
+			return err
+		}
+		if sub, err := GetSubscription(ctx, d, n.Subscription); err != nil {
+			return err
+		} else if sub != nil {
+			return nil // finished and streaming: init skips it
+		}
+	}
+	v.add(Blocker, "target", db, "database "+db, fmt.Sprintf("target database %s already holds %d tables or other relations that are not an unfinished copy of ours", db, objects),
+		fmt.Sprintf("pick another target, drop the database there (DROP DATABASE %s), or let init replace it with --drop-existing", pg.Ident(db)))
+	return nil
+}
+
+// checkpointSchema is copier.CheckpointSchema (not imported: logical sits
+// below the copy engine).
+const checkpointSchema = "_seren_replicator_checkpoint"
 
 func hasReplicaIdentity(t catalog.Table) bool {
 	switch t.ReplicaIdentity {

@@ -191,7 +191,7 @@ func Init(ctx context.Context, opts Options, rep Reporter) (*InitSummary, error)
 	// Everything that would make the run fail or lose data, up front.
 	tv := time.Now()
 	rep.Progress(Progress{Phase: "validate", DatabasesTotal: len(dbs)})
-	problems, err := logical.Validate(ctx, logical.ValidateOptions{Source: opts.Source, Target: opts.Target, Rules: opts.Rules, NoSync: opts.NoSync})
+	problems, err := logical.Validate(ctx, logical.ValidateOptions{Source: opts.Source, Target: opts.Target, Rules: opts.Rules, NoSync: opts.NoSync, DropExisting: opts.DropExisting})
 	if err != nil {
 		return nil, err
 	}

@@ -71,7 +71,7 @@ func runInit(ctx context.Context, opts replicator.Options, rep replicator.Report
 
 func runValidate(ctx context.Context, opts replicator.Options, rep replicator.Reporter) error {
 	rep.Progress(replicator.Progress{Phase: "validate"})
-	ps, err := logical.Validate(ctx, logical.ValidateOptions{Source: opts.Source, Target: opts.Target, Rules: opts.Rules, NoSync: opts.NoSync})
+	ps, err := logical.Validate(ctx, logical.ValidateOptions{Source: opts.Source, Target: opts.Target, Rules: opts.Rules, NoSync: opts.NoSync, DropExisting: opts.DropExisting})
 	if err != nil {
 		return err
 	}
