@@ -244,6 +244,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 				case w.step != nil:
 					err = w.step(ctx, dst)
 					if err == nil {
+						Boundary()
 						mu.Lock()
 						w.task.stepsLeft--
 						last := w.task.stepsLeft == 0
@@ -260,6 +261,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 						err = markTableDone(ctx, dst, w.task.Table)
 					}
 					if err == nil {
+						Boundary()
 						n := tablesDone.Add(1)
 						emit(cfg, Event{Table: w.task.Table, Done: true, TablesDone: int(n), TablesTotal: total})
 					}
@@ -270,12 +272,18 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 							cancel(err)
 							return
 						}
+						if _, err = src.Exec(ctx, SessionSettings); err != nil {
+							finish()
+							cancel(fmt.Errorf("configure source session: %w", err))
+							return
+						}
 					}
 					err = copyOne(ctx, src, dst, cfg, w, func(d int64) {
 						bytes.Add(d)
 						emit(cfg, Event{Table: w.task.Table, Bytes: d, TablesDone: int(tablesDone.Load()), TablesTotal: total})
 					})
 					if err == nil {
+						Boundary()
 						last := true
 						if w.rng >= 0 {
 							mu.Lock()
@@ -315,6 +323,12 @@ func emit(cfg Config, e Event) {
 	}
 }
 
+// SessionSettings override, for our own sessions, database and role
+// settings that would break a copy: a read-only default (a source made
+// read-only by cutover --block-writes, whose setting init copies), or
+// timeouts shorter than a COPY or an index build.
+const SessionSettings = "SET default_transaction_read_only = off; SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0"
+
 func openTarget(ctx context.Context, u pg.URL) (*pgx.Conn, error) {
 	c, err := pg.Connect(ctx, u, "target")
 	if err != nil {
@@ -322,7 +336,7 @@ func openTarget(ctx context.Context, u pg.URL) (*pgx.Conn, error) {
 	}
 	// Our checkpoint commits in the same transaction as the data, so an
 	// unflushed commit lost in a target crash is simply copied again.
-	if _, err := c.Exec(ctx, "SET synchronous_commit = off; SET maintenance_work_mem = '256MB'"); err != nil {
+	if _, err := c.Exec(ctx, SessionSettings+"; SET synchronous_commit = off; SET maintenance_work_mem = '256MB'"); err != nil {
 		c.Close(ctx)
 		return nil, fmt.Errorf("configure target session: %w", err)
 	}

@@ -32,8 +32,15 @@ type CutoverResult struct {
 // must have stopped before the call (see BlockWrites); anything written
 // after the wait is not carried over. now measures the steps.
 func Cutover(ctx context.Context, src, dst pg.Querier, db string, timeout time.Duration, now func() time.Time) (*CutoverResult, error) {
-	n := Names(db)
 	res := &CutoverResult{Database: db}
+	tid, err := TargetID(ctx, dst)
+	if err != nil {
+		return nil, fmt.Errorf("target: %w", err)
+	}
+	n, err := NamesFor(ctx, tid, dst, db)
+	if err != nil {
+		return nil, err
+	}
 	slot, err := GetSlot(ctx, src, n.Slot)
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
@@ -75,8 +82,9 @@ func Cutover(ctx context.Context, src, dst pg.Querier, db string, timeout time.D
 }
 
 // ForceTeardown is cutover without the wait: it copies sequence values and
-// drops whatever of ours exists, for a set-up that can no longer catch up.
-func ForceTeardown(ctx context.Context, src, dst pg.Querier, db string) (*CutoverResult, error) {
+// drops whatever exists of the pair's set n (see ResolveNames), for a
+// set-up that can no longer catch up. Other targets' sets are not touched.
+func ForceTeardown(ctx context.Context, src, dst pg.Querier, db string, n ObjectNames) (*CutoverResult, error) {
 	res := &CutoverResult{Database: db}
 	var err error
 	if !isNil(dst) {
@@ -84,7 +92,7 @@ func ForceTeardown(ctx context.Context, src, dst pg.Querier, db string) (*Cutove
 			return nil, fmt.Errorf("database %s: copy sequences: %w", db, err)
 		}
 	}
-	if err := Teardown(ctx, src, dst, Names(db)); err != nil {
+	if err := Teardown(ctx, src, dst, n); err != nil {
 		return nil, fmt.Errorf("database %s: %w", db, err)
 	}
 	return res, nil

@@ -44,7 +44,7 @@ func newSyncPair(t *testing.T, src, dst *pgtest.Cluster, schema string) *syncPai
 	t.Helper()
 	db, srcURL := src.NewDB(t, dst)
 	dst.Exec(t, "postgres", "CREATE DATABASE "+pg.Ident(db))
-	p := &syncPair{src: src, dst: dst, db: db, srcURL: srcURL, dstURL: dst.URL(db), names: Names(db)}
+	p := &syncPair{src: src, dst: dst, db: db, srcURL: srcURL, dstURL: dst.URL(db), names: PairNames(db, targetID(t, dst))}
 	if schema != "" {
 		src.Exec(t, db, schema)
 		dst.Exec(t, db, schema)
@@ -135,4 +135,13 @@ func sameRows(t *testing.T, ctx context.Context, p *syncPair, tables ...string) 
 			}
 		}
 	}
+}
+
+func targetID(t testing.TB, c *pgtest.Cluster) string {
+	t.Helper()
+	id, err := TargetID(context.Background(), c.Conn(t, "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }

@@ -19,25 +19,25 @@ func TestNames(t *testing.T) {
 		{"my db", "seren_my_db_"},
 		{"ünïcode", "seren_"},
 		{`we"ird'name;drop`, "seren_we_ird_name_drop_"},
-		{long, "seren_" + strings.Repeat("x", 48) + "_"},
+		{long, "seren_" + strings.Repeat("x", 39) + "_"},
 		{"", "seren__"},
 	}
 	seen := map[string]string{}
 	for _, c := range cases {
-		n := Names(c.db)
+		n := PairNames(c.db, "7301234567890123456")
 		for _, s := range []string{n.Publication, n.Slot, n.Subscription} {
 			if !valid.MatchString(s) {
-				t.Errorf("Names(%q) = %q: not a valid slot name", c.db, s)
+				t.Errorf("PairNames(%q) = %q: not a valid slot name", c.db, s)
 			}
 		}
 		if !strings.HasPrefix(n.Slot, c.prefix) {
-			t.Errorf("Names(%q).Slot = %q, want prefix %q", c.db, n.Slot, c.prefix)
+			t.Errorf("PairNames(%q).Slot = %q, want prefix %q", c.db, n.Slot, c.prefix)
 		}
-		if n != Names(c.db) {
-			t.Errorf("Names(%q) is not deterministic", c.db)
+		if n != PairNames(c.db, "7301234567890123456") {
+			t.Errorf("PairNames(%q) is not deterministic", c.db)
 		}
 		if other, ok := seen[n.Slot]; ok {
-			t.Errorf("Names(%q) and Names(%q) collide: %q", c.db, other, n.Slot)
+			t.Errorf("PairNames(%q) and PairNames(%q) collide: %q", c.db, other, n.Slot)
 		}
 		seen[n.Slot] = c.db
 		if !IsOurs(n.Slot) {
@@ -46,6 +46,15 @@ func TestNames(t *testing.T) {
 	}
 	if IsOurs("my_slot") || IsOurs("seren_x") {
 		t.Error("IsOurs accepts a foreign name")
+	}
+	// Two targets of one source database get disjoint sets; the names
+	// made before pair naming are still recognised as ours.
+	a, b := PairNames("sales", "7301234567890123456"), PairNames("sales", "7309999999999999999")
+	if a.Slot == b.Slot || a.Publication == b.Publication {
+		t.Errorf("two targets share a set: %q", a.Slot)
+	}
+	if old := legacyNames("sales"); old.Slot == a.Slot || !IsOurs(old.Slot) {
+		t.Errorf("legacy name %q: equal to a pair name or not ours", old.Slot)
 	}
 }
 

@@ -60,6 +60,10 @@ type Status struct {
 	LatestEndTime      *time.Time `json:"latest_end_time,omitempty"`
 	// Problems explain a state other than streaming, each with what to do.
 	Problems []string `json:"problems,omitempty"`
+	// OtherSets are replication slots of ours on the source for the same
+	// database that are not this pair's: another target's set, or one left
+	// by an older run. They are shown, never touched.
+	OtherSets []SetInfo `json:"other_sets"`
 }
 
 // GetStatus reports the sync state of database db: src is connected to the
@@ -116,6 +120,16 @@ FROM pg_stat_replication WHERE application_name = $1 ORDER BY backend_start DESC
 		st.LagSeconds = secs
 	}
 	classify(st, slot, sub, !isNil(dst))
+	sets, err := ListSets(ctx, src)
+	if err != nil {
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	st.OtherSets = []SetInfo{}
+	for _, o := range sets {
+		if o.Database == db && o.Slot != n.Slot {
+			st.OtherSets = append(st.OtherSets, o)
+		}
+	}
 	return st, nil
 }
 

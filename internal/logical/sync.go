@@ -51,8 +51,7 @@ type SyncResult struct {
 // refuses, with an error wrapping ErrNeedsCopy, when what exists cannot be
 // made consistent without a fresh copy.
 func SyncDatabase(ctx context.Context, src, dst pg.URL, db string, opts SyncOptions) (*SyncResult, error) {
-	n := Names(db)
-	res := &SyncResult{Database: db, ObjectNames: n}
+	res := &SyncResult{Database: db}
 	s, err := pg.Connect(ctx, src, "source")
 	if err != nil {
 		return nil, err
@@ -70,6 +69,11 @@ func SyncDatabase(ctx context.Context, src, dst pg.URL, db string, opts SyncOpti
 	if err := pg.RefuseSameServer(ctx, s, d, src, dst); err != nil {
 		return nil, err
 	}
+	n, err := ResolveNames(ctx, dst, d, db)
+	if err != nil {
+		return nil, err
+	}
+	res.ObjectNames = n
 
 	specs, err := PublicationTables(ctx, s, db, opts.Rules)
 	if err != nil {
@@ -172,7 +176,7 @@ func create(ctx context.Context, s, d *pgx.Conn, src pg.URL, db string, specs []
 		_ = slot.Drop(ctx)
 		return err
 	}
-	return nil
+	return RecordPair(ctx, s, d, n, db, true)
 }
 
 // checkTargetHoldsData refuses to start replication into a target that

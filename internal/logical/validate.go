@@ -57,6 +57,9 @@ type ValidateOptions struct {
 	// NoSync: init will copy only, so logical replication prerequisites
 	// are not checked.
 	NoSync bool
+	// DropExisting: init will replace target databases that hold data, so
+	// a non-empty target database is not a problem.
+	DropExisting bool
 }
 
 // Validate checks both servers and every selected database for what would
@@ -93,6 +96,9 @@ func Validate(ctx context.Context, opts ValidateOptions) ([]Problem, error) {
 	for _, d := range dbs {
 		v.dbs = append(v.dbs, d.Name)
 	}
+	if v.targetID, err = TargetID(ctx, dst); err != nil {
+		return nil, fmt.Errorf("target: %w", err)
+	}
 	v.checkVersions()
 	if err := v.checkSourceServer(ctx, src); err != nil {
 		return nil, fmt.Errorf("source: %w", err)
@@ -106,6 +112,9 @@ func Validate(ctx context.Context, opts ValidateOptions) ([]Problem, error) {
 			return nil, err
 		}
 		err = v.checkDatabase(ctx, conn, dst, db)
+		if err == nil {
+			err = v.checkTargetDatabase(ctx, db)
+		}
 		conn.Close(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("source database %s: %w", db, err)
@@ -176,6 +185,7 @@ type validator struct {
 	sync             bool
 	srcInfo, dstInfo *serverInfo
 	dbs              []string
+	targetID         string // see TargetID: names the pair's replication set
 	problems         []Problem
 }
 
@@ -246,8 +256,7 @@ func (v *validator) checkSourceServer(ctx context.Context, src *pgx.Conn) error 
 	}
 	need := 0
 	for _, db := range v.dbs {
-		n := Names(db)
-		if !existing[n.Slot] {
+		if !existing[PairNames(db, v.targetID).Slot] && !existing[legacyNames(db).Slot] {
 			need++
 		}
 	}
@@ -331,7 +340,7 @@ func (v *validator) checkTargetServer(ctx context.Context, dst *pgx.Conn) error 
 	for _, db := range v.dbs {
 		var n int
 		// Our subscription may already exist (a re-run); count the rest.
-		if err := dst.QueryRow(ctx, "SELECT count(*) FROM pg_subscription WHERE subname = $1", Names(db).Subscription).Scan(&n); err != nil {
+		if err := dst.QueryRow(ctx, "SELECT count(*) FROM pg_subscription WHERE subname IN ($1, $2)", PairNames(db, v.targetID).Subscription, legacyNames(db).Subscription).Scan(&n); err != nil {
 			return fmt.Errorf("count subscriptions: %w", err)
 		}
 		if n == 0 {
@@ -378,6 +387,22 @@ func (v *validator) checkDatabase(ctx context.Context, src, dst *pgx.Conn, db st
 		for _, o := range oids {
 			owned[o] = true
 		}
+	}
+	// pg_dump and init read every sequence's value.
+	srows, err := src.Query(ctx, `SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND CASE WHEN c.relkind = 'S' THEN NOT has_sequence_privilege(c.oid, 'SELECT') ELSE false END`)
+	if err != nil {
+		return fmt.Errorf("check privileges on sequences: %w", err)
+	}
+	var seqSchema, seqName string
+	if _, err := pgx.ForEachRow(srows, []any{&seqSchema, &seqName}, func() error {
+		q := pg.Ident(seqSchema, seqName)
+		v.add(Blocker, "source", db, "sequence "+seqSchema+"."+seqName, fmt.Sprintf("user %q cannot read sequence %s (pg_dump and init read every sequence's value)", v.srcInfo.user, q),
+			fmt.Sprintf("GRANT SELECT ON SEQUENCE %s TO %s;", q, pg.Ident(v.srcInfo.user)))
+		return nil
+	}); err != nil {
+		return fmt.Errorf("check privileges on sequences: %w", err)
 	}
 	var filtered []TableSpec
 	for _, t := range tables {
@@ -446,7 +471,7 @@ func (v *validator) checkDatabase(ctx context.Context, src, dst *pgx.Conn, db st
 			v.add(Warning, "source", db, "sequences", fmt.Sprintf("%s: logical replication does not carry sequence values; init copies them at the snapshot and cutover copies them again after writes stop", plural(seqs, "sequence")),
 				"switch the application with `postgres-seren-replicator cutover` (it copies sequence values), not by dropping the subscription by hand")
 		}
-		if s, err := GetSlot(ctx, src, Names(db).Slot); err != nil {
+		if s, err := GetSlot(ctx, src, PairNames(db, v.targetID).Slot); err != nil {
 			return err
 		} else if s != nil && !s.Active {
 			v.add(Warning, "source", db, "slot "+s.Name, "an inactive replication slot of ours exists (left by an earlier run?): it retains WAL, and init cannot reuse it",
@@ -483,6 +508,49 @@ func predicateResolves(ctx context.Context, src *pgx.Conn, t catalog.Table, pred
 	}
 	return "", nil
 }
+
+// checkTargetDatabase reports what init refuses at start: a target
+// database that holds relations, is not an unfinished copy of ours (a
+// checkpoint) and is not this pair's finished, streaming copy.
+func (v *validator) checkTargetDatabase(ctx context.Context, db string) error {
+	if v.opts.DropExisting {
+		return nil
+	}
+	d, err := ConnectIfExists(ctx, v.opts.Target.WithDatabase(db), "target")
+	if err != nil || d == nil {
+		return err
+	}
+	defer d.Close(context.WithoutCancel(ctx))
+	var ours bool
+	var objects int
+	if err := d.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1),
+  (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', $1) AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%')`,
+		checkpointSchema).Scan(&ours, &objects); err != nil {
+		return fmt.Errorf("inspect target database %s: %w", db, err)
+	}
+	if ours || objects == 0 {
+		return nil
+	}
+	if v.sync {
+		n, err := NamesFor(ctx, v.targetID, d, db)
+		if err != nil {
+			return err
+		}
+		if sub, err := GetSubscription(ctx, d, n.Subscription); err != nil {
+			return err
+		} else if sub != nil {
+			return nil // finished and streaming: init skips it
+		}
+	}
+	v.add(Blocker, "target", db, "database "+db, fmt.Sprintf("target database %s already holds %d tables or other relations that are not an unfinished copy of ours", db, objects),
+		fmt.Sprintf("pick another target, drop the database there (DROP DATABASE %s), or let init replace it with --drop-existing", pg.Ident(db)))
+	return nil
+}
+
+// checkpointSchema is copier.CheckpointSchema (not imported: logical sits
+// below the copy engine).
+const checkpointSchema = "_seren_replicator_checkpoint"
 
 func hasReplicaIdentity(t catalog.Table) bool {
 	switch t.ReplicaIdentity {

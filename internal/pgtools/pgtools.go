@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/pg"
@@ -225,7 +226,17 @@ func Pipe(producer, consumer *exec.Cmd, urls ...pg.URL) error {
 	w.Close()
 	pErr := producer.Wait()
 	cErr := consumer.Wait()
-	// The consumer's error explains a producer killed by a broken pipe.
+	// Report the side that failed first. A producer that died of (or
+	// complained about) a broken pipe was stopped by the consumer's
+	// failure; any other producer failure came first, and the consumer's
+	// own complaint ("input file is too short") only follows from it.
+	if pErr != nil && !brokenPipe(pErr, perr.String()) {
+		err := ToolError(producer, pErr, perr.String(), urls...)
+		if cErr != nil {
+			return fmt.Errorf("%w\n(%s then stopped: %v)", err, filepath.Base(consumer.Path), cErr)
+		}
+		return err
+	}
 	if cErr != nil {
 		return ToolError(consumer, cErr, cerr.String(), urls...)
 	}
@@ -233,6 +244,18 @@ func Pipe(producer, consumer *exec.Cmd, urls ...pg.URL) error {
 		return ToolError(producer, pErr, perr.String(), urls...)
 	}
 	return nil
+}
+
+// brokenPipe reports whether a producer failed because its reader went
+// away: killed by SIGPIPE, or reporting EPIPE on its standard output.
+func brokenPipe(err error, stderr string) bool {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGPIPE {
+			return true
+		}
+	}
+	return strings.Contains(stderr, "Broken pipe") || strings.Contains(stderr, "broken pipe")
 }
 
 type limitWriter struct {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,12 @@ type InitSummary struct {
 	Phases    []Phase
 	Warnings  []string
 	Duration  time.Duration
+	// Remaining are the selected databases not finished when the run
+	// stopped (the one being copied included): what a re-run has to do.
+	Remaining []string
+	// Streaming are databases skipped because an earlier run finished them
+	// and their continuous sync to this target is set up.
+	Streaming []string
 }
 
 // session holds the admin connections of a run.
@@ -190,7 +197,7 @@ func Init(ctx context.Context, opts Options, rep Reporter) (*InitSummary, error)
 	// Everything that would make the run fail or lose data, up front.
 	tv := time.Now()
 	rep.Progress(Progress{Phase: "validate", DatabasesTotal: len(dbs)})
-	problems, err := logical.Validate(ctx, logical.ValidateOptions{Source: opts.Source, Target: opts.Target, Rules: opts.Rules, NoSync: opts.NoSync})
+	problems, err := logical.Validate(ctx, logical.ValidateOptions{Source: opts.Source, Target: opts.Target, Rules: opts.Rules, NoSync: opts.NoSync, DropExisting: opts.DropExisting})
 	if err != nil {
 		return nil, err
 	}
@@ -213,8 +220,19 @@ func Init(ctx context.Context, opts Options, rep Reporter) (*InitSummary, error)
 	rep.Logf("roles: %d created, %d already on the target", len(roles.Created), len(roles.Existing))
 
 	for i, db := range dbs {
+		sum.Remaining = nil
+		for _, d := range dbs[i:] {
+			sum.Remaining = append(sum.Remaining, d.Name)
+		}
 		if err := ctx.Err(); err != nil {
 			return sum, err
+		}
+		if sub, err := s.streaming(ctx, db.Name); err != nil {
+			return sum, fmt.Errorf("database %s: %w", db.Name, err)
+		} else if sub != "" {
+			rep.Logf("database %s: already copied by an earlier run and streaming to this target (subscription %s): skipped", db.Name, sub)
+			sum.Streaming = append(sum.Streaming, db.Name)
+			continue
 		}
 		rep.Progress(Progress{Phase: "schema", CurrentDatabase: db.Name, DatabasesCompleted: i, DatabasesTotal: len(dbs)})
 		if err := s.initDatabase(ctx, db, i, len(dbs), sum, warn); err != nil {
@@ -222,6 +240,7 @@ func Init(ctx context.Context, opts Options, rep Reporter) (*InitSummary, error)
 		}
 		sum.Databases = append(sum.Databases, db.Name)
 	}
+	sum.Remaining = nil
 	rep.Progress(Progress{Phase: "done", DatabasesCompleted: len(dbs), DatabasesTotal: len(dbs),
 		TablesCompleted: sum.Tables, TablesTotal: sum.Tables, BytesCopied: sum.Bytes, BytesTotal: sum.Bytes})
 	sum.Duration = time.Since(start)
@@ -262,6 +281,11 @@ func (s *session) initDatabase(ctx context.Context, db catalog.Database, idx, nD
 		return err
 	}
 	defer dst.Close(context.Background())
+	for _, c := range []*pgx.Conn{src, dst} {
+		if _, err := c.Exec(ctx, copier.SessionSettings); err != nil {
+			return fmt.Errorf("configure session: %w", err)
+		}
+	}
 
 	plan, err := planTables(ctx, src, db.Name, opts)
 	if err != nil {
@@ -273,7 +297,17 @@ func (s *session) initDatabase(ctx context.Context, db catalog.Database, idx, nD
 	// the copy ends.
 	var snap *snapshot
 	var slot *logical.Slot
-	names := logical.Names(db.Name)
+	var names logical.ObjectNames
+	if !opts.NoSync {
+		// The set belongs to this (source database, target) pair: another
+		// target's set of the same database has other names and is never
+		// touched here.
+		tid, err := logical.TargetID(ctx, dst)
+		if err != nil {
+			return fmt.Errorf("target: %w", err)
+		}
+		names = logical.PairNames(db.Name, tid)
+	}
 	if opts.NoSync {
 		if snap, err = exportSnapshot(ctx, srcURL); err != nil {
 			return err
@@ -312,9 +346,6 @@ func (s *session) initDatabase(ctx context.Context, db catalog.Database, idx, nD
 	d := &schema.Dumper{Tools: s.tools, Source: srcURL, Target: dstURL, Snapshot: snap.name, ExcludeTables: plan.exclude, WorkDir: workDir}
 	if state == schema.Created {
 		if err := d.PreData(ctx); err != nil {
-			return err
-		}
-		if err := schema.CopyDatabaseSettings(ctx, s.src, s.dst, db.Name, warn); err != nil {
 			return err
 		}
 		if err := copier.SetState(ctx, dst, "stage", "data"); err != nil {
@@ -394,18 +425,36 @@ func (s *session) initDatabase(ctx context.Context, db catalog.Database, idx, nD
 	if err != nil {
 		return err
 	}
-	nLO, err := d.LargeObjects(ctx, src)
-	if err != nil {
+	// Large objects: their definitions came with pre-data, their content
+	// is written here (writing it again, after a kill before the record,
+	// rewrites the same bytes); recorded so a re-run skips it.
+	var nLO int64
+	if loDone, err := copier.State(ctx, dst, "large_objects"); err != nil {
 		return err
+	} else if loDone == "" {
+		if nLO, err = d.LargeObjects(ctx, src); err != nil {
+			return err
+		}
+		if err := copier.SetState(ctx, dst, "large_objects", strconv.FormatInt(nLO, 10)); err != nil {
+			return err
+		}
+		copier.Boundary()
 	}
 	snap.release()
 	phase("sequences+large objects", t2, fmt.Sprintf("%d sequences, %d large objects", nSeq, nLO))
 
 	t3 := time.Now()
-	if err := post.Rest(ctx, opts.Jobs); err != nil {
+	if err := post.Rest(ctx, dst, opts.Jobs); err != nil {
 		return err
 	}
-	phase("post-data", t3, "constraints, triggers, views refreshed")
+	copier.Boundary()
+	// Database settings last: one such as default_transaction_read_only
+	// would otherwise apply to the sessions that load the data.
+	if err := schema.CopyDatabaseSettings(ctx, s.src, s.dst, db.Name, warn); err != nil {
+		return err
+	}
+	copier.Boundary()
+	phase("post-data", t3, "constraints, triggers, views refreshed, database settings")
 
 	if err := copier.DropCheckpoint(ctx, dst); err != nil {
 		return err
@@ -416,11 +465,44 @@ func (s *session) initDatabase(ctx context.Context, db catalog.Database, idx, nD
 			return err
 		}
 		slot = nil // the subscription owns it now
+		if err := logical.RecordPair(ctx, src, dst, names, db.Name, true); err != nil {
+			warn(fmt.Sprintf("database %s: %v", db.Name, err))
+		}
 		phase("subscription", t4, names.Subscription+" streaming from "+names.Slot)
 		rep.Logf("database %s: continuous sync started (subscription %s)", db.Name, names.Subscription)
 	}
 	rep.Logf("database %s: done (%d tables, %s) in %s", db.Name, stats.Tables, humanBytes(stats.Bytes), time.Since(t0).Round(time.Millisecond))
 	return nil
+}
+
+// streaming returns the name of this pair's subscription when database db
+// on the target was finished by an earlier run of ours and set up for
+// continuous sync (a finished copy holds no checkpoint), "" otherwise.
+func (s *session) streaming(ctx context.Context, db string) (string, error) {
+	if s.opts.NoSync || s.opts.DropExisting {
+		return "", nil
+	}
+	dst, err := logical.ConnectIfExists(ctx, s.opts.Target.WithDatabase(db), "target")
+	if err != nil || dst == nil {
+		return "", err
+	}
+	defer dst.Close(context.WithoutCancel(ctx))
+	if ours, err := copier.HasCheckpoint(ctx, dst); err != nil || ours {
+		return "", err
+	}
+	tid, err := logical.TargetID(ctx, dst)
+	if err != nil {
+		return "", fmt.Errorf("target: %w", err)
+	}
+	n, err := logical.NamesFor(ctx, tid, dst, db)
+	if err != nil {
+		return "", err
+	}
+	sub, err := logical.GetSubscription(ctx, dst, n.Subscription)
+	if err != nil || sub == nil {
+		return "", err
+	}
+	return n.Subscription, nil
 }
 
 // createSlot creates the publication and then the slot (in that order: see
@@ -442,8 +524,21 @@ func (s *session) createSlot(ctx context.Context, src *pgx.Conn, srcURL pg.URL, 
 			return nil, err
 		}
 	}
+	if err := logical.RecordPair(ctx, src, s.dst, names, db, false); err != nil {
+		return nil, err
+	}
 	slot, err := logical.CreateSlot(ctx, srcURL, names.Slot)
 	if errors.Is(err, logical.ErrExists) {
+		// The name is this pair's, so the slot is ours for this target;
+		// still, never take it from a WAL sender that is using it.
+		info, gerr := logical.GetSlot(ctx, src, names.Slot)
+		if gerr != nil {
+			return nil, gerr
+		}
+		if info != nil && info.Active {
+			return nil, hint.Wrap(fmt.Errorf("slot %s of this source database and target is in use (WAL sender pid %d): %w", names.Slot, info.ActivePID, logical.ErrExists),
+				"another run or a subscription is streaming from it; see `status`, and stop that first")
+		}
 		s.rep.Logf("database %s: dropping slot %s left by an interrupted run", db, names.Slot)
 		if err := logical.DropSlot(ctx, src, names.Slot); err != nil {
 			return nil, err

@@ -96,7 +96,7 @@ INSERT INTO audit SELECT 'seed', now() FROM generate_series(1, 50000);`)
 	t.Logf("%d changes on the source during and after init (%d during)", ops.Load(), before)
 
 	s, d := src.Conn(t, db), dst.Conn(t, db)
-	if err := logical.WaitCaughtUp(context.Background(), s, d, logical.Names(db), time.Minute); err != nil {
+	if err := logical.WaitCaughtUp(context.Background(), s, d, pairNames(t, dst, db), time.Minute); err != nil {
 		t.Fatalf("wait for zero lag: %v", err)
 	}
 	a, err := dbcompare.Take(context.Background(), s)
@@ -132,10 +132,20 @@ func TestFailedInitDropsItsSlot(t *testing.T) {
 	}
 	var slots int
 	if err := src.Conn(t, "postgres").QueryRow(context.Background(),
-		"SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", logical.Names(db).Slot).Scan(&slots); err != nil {
+		"SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", pairNames(t, dst, db).Slot).Scan(&slots); err != nil {
 		t.Fatal(err)
 	}
 	if slots != 0 {
 		t.Fatalf("the failed init left its replication slot on the source")
 	}
+}
+
+// pairNames are the replication object names of db copied to dst.
+func pairNames(t testing.TB, dst *pgtest.Cluster, db string) logical.ObjectNames {
+	t.Helper()
+	n, err := logical.ResolveNames(context.Background(), dst.URL(db), nil, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

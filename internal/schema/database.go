@@ -49,9 +49,12 @@ func PrepareDatabase(ctx context.Context, dstAdmin *pgx.Conn, target pg.URL, db 
 			conn.Close(ctx)
 			return 0, err
 		}
-		var stage string
+		var stage, origin string
 		if ours {
 			stage, err = copier.State(ctx, conn, "stage")
+			if err == nil {
+				origin, err = copier.State(ctx, conn, "origin")
+			}
 			if err != nil {
 				conn.Close(ctx)
 				return 0, err
@@ -67,12 +70,17 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', $1) AND n.nspname NO
 		switch {
 		case ours && !noResume && stage != "" && stage != "created":
 			return Resuming, nil
+		case ours && origin == adopted && (noResume || stage == "" || stage == "created"):
+			// An empty database that existed before us (e.g. the target's
+			// own "postgres"): never drop it; empty it of what we put in.
+			warn(fmt.Sprintf("database %s: an earlier run stopped before its copy was done; emptying it again (it existed before and is kept)", db.Name))
+			return Created, cleanAdopted(ctx, target, db.Name)
 		case ours && (stage == "" || stage == "created"):
 			// We created it but its schema never committed: start it again.
 			warn(fmt.Sprintf("database %s: an earlier run stopped before its schema was in; creating it again", db.Name))
 		case objects == 0 && !ours:
 			warn(fmt.Sprintf("database %s already exists on the target and is empty: using it (its own properties are kept)", db.Name))
-			return Created, markCreated(ctx, target, db.Name)
+			return Created, markAdopted(ctx, target, db.Name)
 		case !dropExisting && ours:
 			return 0, hint.Wrap(fmt.Errorf("database %s on the target holds an unfinished copy and --no-resume was given: %w", db.Name, ErrTargetNotEmpty),
 				"re-run without --no-resume to continue that copy, or add --drop-existing to start again from scratch")
@@ -88,6 +96,60 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', $1) AND n.nspname NO
 		return 0, err
 	}
 	return Created, markCreated(ctx, target, db.Name)
+}
+
+// adopted is the checkpoint's "origin" of a database that existed (empty)
+// before the run: it is emptied, never dropped, when started again.
+const adopted = "adopted"
+
+func markAdopted(ctx context.Context, target pg.URL, name string) error {
+	if err := markCreated(ctx, target, name); err != nil {
+		return err
+	}
+	conn, err := pg.Connect(ctx, target.WithDatabase(name), "target")
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	return copier.SetState(ctx, conn, "origin", adopted)
+}
+
+// cleanAdopted empties an adopted database of everything an interrupted
+// run restored into it (it was empty before: see PrepareDatabase), keeps
+// the database itself, and starts its checkpoint again.
+func cleanAdopted(ctx context.Context, target pg.URL, name string) error {
+	conn, err := pg.Connect(ctx, target.WithDatabase(name), "target")
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, copier.SessionSettings); err != nil {
+		return fmt.Errorf("configure session: %w", err)
+	}
+	var ver int
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&ver); err != nil {
+		return fmt.Errorf("empty database %s: %w", name, err)
+	}
+	// public as a new database has it (pre-data assumes it exists).
+	public := "CREATE SCHEMA public; GRANT ALL ON SCHEMA public TO PUBLIC"
+	if ver >= 150000 {
+		public = "CREATE SCHEMA public AUTHORIZATION pg_database_owner; GRANT USAGE ON SCHEMA public TO PUBLIC"
+	}
+	public += "; COMMENT ON SCHEMA public IS 'standard public schema'"
+	_, err = conn.Exec(ctx, `DO $$ DECLARE s text; BEGIN
+  FOR s IN SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema', `+pg.Literal(copier.CheckpointSchema)+`) AND nspname !~ '^pg_' LOOP
+    EXECUTE format('DROP SCHEMA %I CASCADE', s);
+  END LOOP;
+END $$;
+SELECT count(lo_unlink(oid)) FROM pg_largeobject_metadata;
+`+public)
+	if err != nil {
+		return fmt.Errorf("empty database %s on the target: %w", name, err)
+	}
+	if err := copier.DropCheckpoint(ctx, conn); err != nil {
+		return err
+	}
+	return markAdopted(ctx, target, name)
 }
 
 func markCreated(ctx context.Context, target pg.URL, name string) error {
@@ -207,6 +269,16 @@ WHERE d.datname = $1 AND a.grantee <> d.datdba`, db)
 
 // RecreateDatabase drops a target database of ours and creates it again.
 func RecreateDatabase(ctx context.Context, dstAdmin *pgx.Conn, target pg.URL, db catalog.Database, warn func(string)) error {
+	if conn, err := pg.Connect(ctx, target.WithDatabase(db.Name), "target"); err == nil {
+		origin, serr := copier.State(ctx, conn, "origin")
+		conn.Close(ctx)
+		if serr != nil {
+			return serr
+		}
+		if origin == adopted {
+			return cleanAdopted(ctx, target, db.Name)
+		}
+	}
 	if err := dropDatabase(ctx, dstAdmin, target, db.Name, warn); err != nil {
 		return err
 	}

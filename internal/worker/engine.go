@@ -71,7 +71,7 @@ func runInit(ctx context.Context, opts replicator.Options, rep replicator.Report
 
 func runValidate(ctx context.Context, opts replicator.Options, rep replicator.Reporter) error {
 	rep.Progress(replicator.Progress{Phase: "validate"})
-	ps, err := logical.Validate(ctx, logical.ValidateOptions{Source: opts.Source, Target: opts.Target, Rules: opts.Rules, NoSync: opts.NoSync})
+	ps, err := logical.Validate(ctx, logical.ValidateOptions{Source: opts.Source, Target: opts.Target, Rules: opts.Rules, NoSync: opts.NoSync, DropExisting: opts.DropExisting})
 	if err != nil {
 		return err
 	}
@@ -152,7 +152,11 @@ func statusOf(ctx context.Context, src *pgx.Conn, dst pg.URL, db string, rep rep
 	if d != nil {
 		defer d.Close(context.WithoutCancel(ctx))
 	}
-	st, err := logical.GetStatus(ctx, src, d, db, logical.Names(db))
+	n, err := logical.ResolveNames(ctx, dst, d, db)
+	if err != nil {
+		return fmt.Errorf("database %s: %w", db, err)
+	}
+	st, err := logical.GetStatus(ctx, src, d, db, n)
 	if err != nil {
 		return fmt.Errorf("database %s: %w", db, err)
 	}

@@ -240,7 +240,11 @@ func cutoverOne(ctx context.Context, opts *Options, srcURL, dstURL pg.URL, db st
 	var cr *logical.CutoverResult
 	switch {
 	case opts.SkipWait:
-		cr, err = logical.ForceTeardown(ctx, s, d, db)
+		var n logical.ObjectNames
+		if n, err = logical.ResolveNames(ctx, dstURL, d, db); err != nil {
+			return nil, err
+		}
+		cr, err = logical.ForceTeardown(ctx, s, d, db, n)
 	case d == nil:
 		return nil, fmt.Errorf("database %s does not exist on the target: nothing to cut over to", db)
 	default:
@@ -288,9 +292,15 @@ func dryRun(ctx context.Context, opts *Options, admin pg.Querier, dst pg.URL, db
 	fmt.Fprintln(w)
 	var worst float64
 	for _, db := range dbs {
-		n := logical.Names(db)
 		d, err := logical.ConnectIfExists(ctx, dst.WithDatabase(db), "target")
 		if err != nil {
+			return err
+		}
+		n, err := logical.ResolveNames(ctx, dst.WithDatabase(db), d, db)
+		if err != nil {
+			if d != nil {
+				d.Close(ctx)
+			}
 			return err
 		}
 		st, err := logical.GetStatus(ctx, admin, d, db, n)

@@ -40,7 +40,7 @@ func syncing(t *testing.T) (db string, src, dst *pgtest.Cluster) {
 		src.Exec(t, "postgres", "ALTER DATABASE "+pg.Ident(db)+" RESET default_transaction_read_only")
 		s, _ := pgx.Connect(ctx, src.URL(db).Secret())
 		d, _ := pgx.Connect(ctx, dst.URL(db).Secret())
-		if err := logical.Teardown(ctx, s, d, logical.Names(db)); err != nil {
+		if err := logical.Teardown(ctx, s, d, pairNames(t, dst, db)); err != nil {
 			t.Error(err)
 		}
 		s.Close(ctx)
@@ -91,12 +91,12 @@ SELECT nextval('invoice_no') FROM generate_series(1, 5);`)
 	if r.err != nil {
 		t.Fatalf("dry run: %v\n%s", r.err, r.errOut)
 	}
-	for _, want := range []string{"Dry run: nothing is changed", "copy sequence values", "would drop subscription " + logical.Names(db).Subscription} {
+	for _, want := range []string{"Dry run: nothing is changed", "copy sequence values", "would drop subscription " + pairNames(t, dst, db).Subscription} {
 		if !strings.Contains(r.out.String(), want) {
 			t.Errorf("dry run lacks %q:\n%s", want, r.out)
 		}
 	}
-	if n := count(t, src, "postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", logical.Names(db).Slot); n != 1 {
+	if n := count(t, src, "postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", pairNames(t, dst, db).Slot); n != 1 {
 		t.Fatalf("dry run dropped the slot")
 	}
 	// No terminal, no --yes: refuse and name the flag.
@@ -171,7 +171,7 @@ SELECT nextval('invoice_no') FROM generate_series(1, 5);`)
 // and writes blocked for it are allowed again.
 func TestCutoverTimeoutUnblocks(t *testing.T) {
 	db, src, dst := syncing(t)
-	n := logical.Names(db)
+	n := pairNames(t, dst, db)
 	// Stall the subscriber (the slot stays active until its sender exits).
 	dst.Exec(t, db, "ALTER SUBSCRIPTION "+pg.Ident(n.Subscription)+" DISABLE")
 	src.Exec(t, db, "INSERT INTO orders (item) VALUES ('unapplied')")
@@ -190,4 +190,14 @@ func TestCutoverTimeoutUnblocks(t *testing.T) {
 WHERE d.datname = $1 AND 'default_transaction_read_only=on' = ANY(s.setconfig)`, db); got != 0 {
 		t.Error("source still read-only after a failed cutover")
 	}
+}
+
+// pairNames are the replication object names of db copied to dst.
+func pairNames(t testing.TB, dst *pgtest.Cluster, db string) logical.ObjectNames {
+	t.Helper()
+	n, err := logical.ResolveNames(context.Background(), dst.URL(db), nil, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -157,9 +157,62 @@ func Run(ctx context.Context, opts *Options) error {
 		if ctx.Err() != nil {
 			fmt.Fprintln(io.ErrOut, "Interrupted: run the same command again to continue where it stopped.")
 		}
+		if sum != nil && len(sum.Remaining) > 0 {
+			fmt.Fprintf(io.ErrOut, "To resume (finished databases are left out; passwords shown as xxxxx):\n  %s\n", resumeCommand(opts, eng, sum.Remaining))
+		}
 		return err
 	}
 	return nil
+}
+
+// resumeCommand is the init command that continues an interrupted run:
+// the same flags (an interactive selection echoed as flags), only the
+// databases not finished, and --yes.
+func resumeCommand(opts *Options, eng replicator.Options, remaining []string) string {
+	args := []string{"postgres-seren-replicator", "init"}
+	add := func(flag string, vals ...string) {
+		for _, v := range vals {
+			args = append(args, flag, shellQuote(v))
+		}
+	}
+	if opts.Conn.Source != "" {
+		add("--source", eng.Source.String())
+	}
+	if opts.Conn.Target != "" {
+		add("--target", eng.Target.String())
+	}
+	add("--include-databases", strings.Join(remaining, ","))
+	sel := opts.Selection
+	if sel.ConfigFile != "" {
+		add("--config", sel.ConfigFile)
+	}
+	add("--include-tables", sel.IncludeTables...)
+	add("--exclude-tables", sel.ExcludeTables...)
+	add("--schema-only-tables", sel.SchemaOnlyTables...)
+	add("--table-filter", sel.TableFilters...)
+	add("--time-filter", sel.TimeFilters...)
+	add("--jobs", strconv.Itoa(eng.Jobs))
+	if opts.NoSync {
+		args = append(args, "--no-sync")
+	}
+	if opts.PgBinDir != "" {
+		add("--pg-bin-dir", opts.PgBinDir)
+	}
+	if opts.Local {
+		args = append(args, "--local")
+	}
+	if opts.JSON {
+		args = append(args, "--json")
+	}
+	return strings.Join(append(args, "--yes"), " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.,/:=@%+") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func printEstimate(io *iostreams.IOStreams, est []replicator.DatabaseEstimate, eng replicator.Options) {

@@ -154,7 +154,11 @@ func (c *collector) collect(ctx context.Context, dbs []string) ([]*logical.Statu
 			}
 			c.dsts[db] = d
 		}
-		st, err := logical.GetStatus(ctx, c.srcConn, d, db, logical.Names(db))
+		n, err := logical.ResolveNames(ctx, c.dst.WithDatabase(db), d, db)
+		if err != nil {
+			return nil, fmt.Errorf("database %s: %w", db, err)
+		}
+		st, err := logical.GetStatus(ctx, c.srcConn, d, db, n)
 		if err != nil {
 			return nil, fmt.Errorf("database %s: %w", db, err)
 		}
@@ -199,8 +203,22 @@ func writeTable(w io.Writer, sts []*logical.Status, now time.Time) error {
 		for _, p := range s.Problems {
 			fmt.Fprintf(w, "%s: %s\n", s.Database, p)
 		}
+		for _, o := range s.OtherSets {
+			state := "inactive"
+			if o.Active {
+				state = "active"
+			}
+			fmt.Fprintf(w, "%s: another replication set on the source (another target's, or an older run's): slot %s, %s%s\n", s.Database, o.Slot, state, pairNote(o.Pair))
+		}
 	}
 	return nil
+}
+
+func pairNote(p string) string {
+	if p == "" {
+		return ""
+	}
+	return " (" + p + ")"
 }
 
 func dash(s string) string {

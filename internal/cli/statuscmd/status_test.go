@@ -30,7 +30,7 @@ func syncing(t *testing.T, src, dst *pgtest.Cluster) string {
 	t.Cleanup(func() {
 		s, _ := pgx.Connect(ctx, src.URL(db).Secret())
 		d, _ := pgx.Connect(ctx, dst.URL(db).Secret())
-		if err := logical.Teardown(ctx, s, d, logical.Names(db)); err != nil {
+		if err := logical.Teardown(ctx, s, d, pairNames(t, dst, db)); err != nil {
 			t.Error(err)
 		}
 		s.Close(ctx)
@@ -39,7 +39,7 @@ func syncing(t *testing.T, src, dst *pgtest.Cluster) string {
 	if _, err := logical.SyncDatabase(ctx, src.URL(db), dst.URL(db), db, logical.SyncOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := logical.WaitCaughtUp(ctx, src.Conn(t, db), dst.Conn(t, db), logical.Names(db), time.Minute); err != nil {
+	if err := logical.WaitCaughtUp(ctx, src.Conn(t, db), dst.Conn(t, db), pairNames(t, dst, db), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	return db
@@ -113,4 +113,14 @@ func TestFormat(t *testing.T) {
 	if got := seconds(&f); got != "2.3s" {
 		t.Errorf("seconds = %q", got)
 	}
+}
+
+// pairNames are the replication object names of db copied to dst.
+func pairNames(t testing.TB, dst *pgtest.Cluster, db string) logical.ObjectNames {
+	t.Helper()
+	n, err := logical.ResolveNames(context.Background(), dst.URL(db), nil, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -59,7 +59,7 @@ func copied(t *testing.T) (db string, src, dst *pgtest.Cluster) {
 			return
 		}
 		defer d.Close(ctx)
-		if err := logical.Teardown(ctx, s, d, logical.Names(db)); err != nil {
+		if err := logical.Teardown(ctx, s, d, pairNames(t, dst, db)); err != nil {
 			t.Error(err)
 		}
 	})
@@ -70,7 +70,7 @@ func waitRow(t *testing.T, src, dst *pgtest.Cluster, db string, id int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := logical.WaitCaughtUp(ctx, src.Conn(t, db), dst.Conn(t, db), logical.Names(db), time.Minute); err != nil {
+	if err := logical.WaitCaughtUp(ctx, src.Conn(t, db), dst.Conn(t, db), pairNames(t, dst, db), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	var n int
@@ -106,7 +106,7 @@ func TestSyncSetsUpRerunsAndRefusesWhatNeedsACopy(t *testing.T) {
 		t.Fatalf("rerun: %v\n%s%s", err, out, errOut)
 	}
 	// A disabled subscription is re-enabled.
-	n := logical.Names(db)
+	n := pairNames(t, dst, db)
 	dst.Exec(t, db, "ALTER SUBSCRIPTION "+pg.Ident(n.Subscription)+" DISABLE")
 	out, errOut, err = runSync(t, base...)
 	if err != nil || !strings.Contains(out, "repaired") {
@@ -144,7 +144,7 @@ func TestSyncRefusesAnEmptyTarget(t *testing.T) {
 		t.Fatalf("empty target table: %v (hint %q)", err, hint.Of(err))
 	}
 	var n int
-	if err := src.Conn(t, db).QueryRow(context.Background(), "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", logical.Names(db).Slot).Scan(&n); err != nil || n != 0 {
+	if err := src.Conn(t, db).QueryRow(context.Background(), "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", pairNames(t, dst, db).Slot).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("slot left behind: %d %v", n, err)
 	}
 }
@@ -175,4 +175,14 @@ func TestSubscriptionFlags(t *testing.T) {
 			t.Errorf("%+v: password not taken from env", c.f)
 		}
 	}
+}
+
+// pairNames are the replication object names of db copied to dst.
+func pairNames(t testing.TB, dst *pgtest.Cluster, db string) logical.ObjectNames {
+	t.Helper()
+	n, err := logical.ResolveNames(context.Background(), dst.URL(db), nil, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
