@@ -48,8 +48,8 @@ type Config struct {
 
 	// MaxConcurrentJobs is how many workers may be alive at once (default 10).
 	MaxConcurrentJobs int
-	// DefaultJobTimeout applies to jobs without options.job_timeout
-	// (default jobs.DefaultJobTimeout).
+	// DefaultJobTimeout, when set, applies to jobs without
+	// options.job_timeout; 0 means by size (jobs.DefaultTimeoutFor).
 	DefaultJobTimeout time.Duration
 	// InstanceType names the workers in metrics when the launcher does not
 	// (default "local").
@@ -112,7 +112,6 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MaxConcurrentJobs <= 0 {
 		cfg.MaxConcurrentJobs = DefaultMaxConcurrentJobs
 	}
-	def(&cfg.DefaultJobTimeout, jobs.DefaultJobTimeout)
 	def(&cfg.Visibility, DefaultVisibility)
 	def(&cfg.ReceiveWait, DefaultReceiveWait)
 	def(&cfg.SlotPollInterval, DefaultSlotPollInterval)
@@ -680,7 +679,10 @@ func (s *Service) timeoutOf(j *jobs.Job) time.Duration {
 	if j.Spec.Options.JobTimeout > 0 {
 		return time.Duration(j.Spec.Options.JobTimeout) * time.Second
 	}
-	return s.cfg.DefaultJobTimeout
+	if s.cfg.DefaultJobTimeout > 0 {
+		return s.cfg.DefaultJobTimeout
+	}
+	return j.Timeout()
 }
 
 // provisioningSince is when j last entered provisioning.
