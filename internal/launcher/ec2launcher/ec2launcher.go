@@ -168,11 +168,15 @@ func transient(code string) bool {
 	return false
 }
 
-// spotUnavailable lists the codes after which on-demand is tried instead.
+// spotUnavailable lists the codes after which on-demand is tried instead:
+// no spot capacity, and no spot at all because the account lacks the
+// AWSServiceRoleForEC2Spot service-linked role and the caller may not
+// create it (Terraform's create_spot_service_linked_role).
 func spotUnavailable(code string) bool {
 	switch code {
 	case "InsufficientInstanceCapacity", "InsufficientCapacity", "MaxSpotInstanceCountExceeded",
-		"SpotMaxPriceTooLow", "UnfulfillableCapacity", "SpotCapacityNotAvailable":
+		"SpotMaxPriceTooLow", "UnfulfillableCapacity", "SpotCapacityNotAvailable",
+		"AuthFailure.ServiceLinkedRoleCreationNotPermitted":
 		return true
 	}
 	return false
