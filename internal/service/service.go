@@ -54,6 +54,9 @@ type Config struct {
 	// InstanceType names the workers in metrics when the launcher does not
 	// (default "local").
 	InstanceType string
+	// InstanceTypeFor, when set, names the instance type a job's launch
+	// asked for (ProvisioningFailed's dimension) instead of InstanceType.
+	InstanceTypeFor func(*jobs.Job) string
 	// FailureReason classifies a launch error for the ProvisioningFailed
 	// metric (default: "capacity" or "launch_error").
 	FailureReason func(error) string
@@ -317,7 +320,11 @@ func (s *Service) HandleDelivery(ctx context.Context, d queue.Delivery) error {
 
 func (s *Service) launchFailed(ctx context.Context, d queue.Delivery, j *jobs.Job, lerr error) error {
 	if s.cfg.Metrics != nil {
-		s.cfg.Metrics.ProvisioningFailed(s.cfg.InstanceType, s.cfg.FailureReason(lerr))
+		it := s.cfg.InstanceType
+		if s.cfg.InstanceTypeFor != nil {
+			it = s.cfg.InstanceTypeFor(j)
+		}
+		s.cfg.Metrics.ProvisioningFailed(it, s.cfg.FailureReason(lerr))
 	}
 	if d.ReceiveCount >= queue.MaxReceiveCount {
 		reason := fmt.Sprintf("could not start a worker after %d attempts: %v", d.ReceiveCount, lerr)
