@@ -24,6 +24,7 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/api"
 	"github.com/serenorg/postgres-seren-replicator/internal/backends"
 	"github.com/serenorg/postgres-seren-replicator/internal/joblog"
+	"github.com/serenorg/postgres-seren-replicator/internal/joblog/cwlog"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
 	"github.com/serenorg/postgres-seren-replicator/internal/testutil/pgtest"
 )
@@ -159,7 +160,7 @@ func TestFullJobFlow(t *testing.T) {
 		if json.Unmarshal([]byte(msg), &rec) != nil || rec.JobID != id {
 			continue
 		}
-		if stream != instanceID || rec.TraceID != trace || !strings.Contains(rec.Msg, tag) {
+		if stream != cwlog.StreamName(id, instanceID) || rec.TraceID != trace || !strings.Contains(rec.Msg, tag) {
 			t.Errorf("log event in stream %s: %s", stream, msg)
 		}
 		ours = append(ours, rec.Msg)
