@@ -28,6 +28,7 @@ func NewAPI(ctx context.Context, cfg Config) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
+	countFinished(set) // a cancel ends a job here
 	// The service only cancels here; its launcher can stop workers, not
 	// launch them (the coordinator has no worker AMI).
 	svc, err := service.New(service.Config{
