@@ -141,6 +141,11 @@ func TestFullJobFlow(t *testing.T) {
 			t.Errorf("no %s metric", m)
 		}
 	}
+	// ProvisioningDuration comes from the worker (launch to running), with
+	// the real instance type.
+	if _, ms := s.metricSum(t, "ProvisioningDuration"); len(ms) == 0 || dims(ms[0])["InstanceType"] != "t3.medium" {
+		t.Errorf("ProvisioningDuration dimensions %v; want InstanceType t3.medium", ms)
+	}
 	if _, ms := s.metricSum(t, "JobCompleted"); len(ms) == 0 || dims(ms[0])["Command"] != "init" || dims(ms[0])["Status"] != "completed" {
 		t.Errorf("JobCompleted dimensions %v", ms)
 	}
