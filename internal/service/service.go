@@ -449,8 +449,29 @@ func (s *Service) checkJob(ctx context.Context, j *jobs.Job, workers []launcher.
 	return nil
 }
 
+// MaxSpotInterruptions bounds the extra workers a job gets, beyond
+// MaxAttempts, when its workers are lost to spot interruptions.
+const MaxSpotInterruptions = 3
+
+// interrupted asks the launcher (when it can tell) whether the job's
+// worker was lost to a spot interruption.
+func (s *Service) interrupted(ctx context.Context, j *jobs.Job) bool {
+	ir, ok := s.cfg.Launcher.(interface {
+		Interrupted(ctx context.Context, workerID string) (bool, error)
+	})
+	if !ok || j.WorkerID == "" {
+		return false
+	}
+	yes, err := ir.Interrupted(ctx, j.WorkerID)
+	if err != nil {
+		s.log.Warn("ask whether the worker was interrupted", "job_id", j.ID, "worker_id", j.WorkerID, "err", err)
+		return false
+	}
+	return yes
+}
+
 // rescue re-queues a running job whose worker was lost, or fails it once
-// it has had MaxAttempts workers.
+// it has had MaxAttempts workers (spot interruptions aside).
 func (s *Service) rescue(ctx context.Context, j *jobs.Job, reason string, workers []launcher.Worker) error {
 	for _, w := range workers {
 		// A hung worker: stop it before another takes over.
@@ -459,7 +480,13 @@ func (s *Service) rescue(ctx context.Context, j *jobs.Job, reason string, worker
 		}
 	}
 	if j.Attempts >= s.cfg.MaxAttempts {
-		return s.fail(ctx, j, fmt.Sprintf("%s; gave up after %d attempts", reason, j.Attempts))
+		// A spot interruption is not the job's fault: it gets another
+		// worker (up to MaxSpotInterruptions more), which resumes from the
+		// checkpoint.
+		if j.Attempts >= s.cfg.MaxAttempts+MaxSpotInterruptions || !s.interrupted(ctx, j) {
+			return s.fail(ctx, j, fmt.Sprintf("%s; gave up after %d attempts", reason, j.Attempts))
+		}
+		reason += " (spot interruption)"
 	}
 	if _, err := s.cfg.Store.Apply(ctx, j.ID, jobs.Requeued(reason)); err != nil {
 		if isConflict(err) {
