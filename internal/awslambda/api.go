@@ -53,7 +53,8 @@ func NewAPI(ctx context.Context, cfg Config) (*API, error) {
 		Now:           cfg.Now,
 		Logger:        cfg.Logger.With("component", "api"),
 	})
-	return &API{set: set, svc: svc, handler: HTTPHandler(h), cfg: cfg}, nil
+	cached := &healthCache{next: h, ttl: DefaultHealthCacheTTL, now: cfg.Now}
+	return &API{set: set, svc: svc, handler: HTTPHandler(cached), cfg: cfg}, nil
 }
 
 // Handle serves one API Gateway request (lambda.Start's handler).

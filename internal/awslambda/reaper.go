@@ -16,7 +16,9 @@ import (
 // their workers, and fails a job whose worker stopped heartbeating or
 // whose instance is gone.
 //
-// On AWS a lost worker's job is failed, not re-queued: MaxAttempts is 1.
+// On AWS a lost worker's job is failed, not re-queued (MaxAttempts is 1),
+// unless a spot interruption took the worker: then it is re-queued and the
+// next worker resumes from the checkpoint (sqs:SendMessage).
 // It records JobFinished for the jobs it ends itself (countFinished: at
 // the write that ends them, so a cold start never counts one twice); each
 // worker records the ends it writes.
