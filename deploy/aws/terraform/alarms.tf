@@ -45,9 +45,9 @@ resource "aws_cloudwatch_metric_alarm" "slow_provisioning" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
-  alarm_name          = "${local.name}-dlq-not-empty"
-  alarm_description   = "Provisioning requests landed in the dead-letter queue: their jobs could not be provisioned after ${local.max_receive_count} deliveries and the provisioner failed them with the reason (its log says why). Messages it could not handle stay in ${aws_sqs_queue.provisioning_dlq.name}."
-  namespace           = "AWS/SQS"
+  alarm_name        = "${local.name}-dlq-not-empty"
+  alarm_description = "Provisioning requests landed in the dead-letter queue: their jobs could not be provisioned after ${local.max_receive_count} deliveries and the provisioner failed them with the reason (its log says why). Messages it could not handle stay in ${aws_sqs_queue.provisioning_dlq.name}."
+  namespace         = "AWS/SQS"
   # The provisioner consumes the DLQ (and fails those jobs), so the queue is
   # usually empty again within seconds: alarm on what it received.
   metric_name         = "NumberOfMessagesReceived"
