@@ -47,3 +47,19 @@ func TestHealthIsCached(t *testing.T) {
 		t.Errorf("health after the TTL with the table gone: %d; want 503", code)
 	}
 }
+
+// A job cancelled through the API is counted as finished (JobCancelled):
+// no worker will ever record it.
+func TestCancelledJobIsCounted(t *testing.T) {
+	s := newStack(t)
+	cfg := s.config(t, nil)
+	sb := newSubmitter(t, s, cfg)
+	id := sb.submit(t, 5_000_000_000)
+	resp, err := sb.fn.Handle(context.Background(), s.apiEvent(t, http.MethodPost, "/jobs/"+id+"/cancel", nil, s.apiKey))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("cancel: %v %d %s", err, resp.StatusCode, resp.Body)
+	}
+	if sum, ms := s.metricSum(t, "JobCancelled"); sum != 1 {
+		t.Errorf("JobCancelled sum %v (%v), want 1", sum, ms)
+	}
+}
