@@ -39,8 +39,26 @@ EMU_KMS_ALIAS=alias/seren-replication-credentials
 
 _emu_repo_root() { (cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd); }
 
+# The AWS provider schema the Terraform checker reads
+# (internal/awslambda/terraform_test.go): @cdktf/provider-aws is generated
+# from hashicorp/aws; 19.x is aws 5.x. Unpacked (no dependencies needed)
+# into $EMU_DIR/cdktf/package; the test finds it through SEREN_TF_SCHEMA_DIR.
+CDKTF_PROVIDER_AWS_VERSION=19.65.1
+
+emu_install_tf_schema() {
+  local dir="$EMU_DIR/cdktf"
+  if [ "$(cat "$dir/version" 2>/dev/null)" = "$CDKTF_PROVIDER_AWS_VERSION" ] && [ -d "$dir/package/lib" ]; then
+    return 0
+  fi
+  rm -rf "$dir" && mkdir -p "$dir" || return 1
+  (cd "$dir" && npm pack --silent "@cdktf/provider-aws@$CDKTF_PROVIDER_AWS_VERSION" >/dev/null &&
+    tar xzf "cdktf-provider-aws-$CDKTF_PROVIDER_AWS_VERSION.tgz" && rm -f ./*.tgz) || return 1
+  echo "$CDKTF_PROVIDER_AWS_VERSION" >"$dir/version"
+}
+
 emu_install() {
   local root npm_src
+  emu_install_tf_schema || return 1
   root=$(_emu_repo_root) || return 1
   npm_src="$root/tools/aws-emulators"
   mkdir -p "$EMU_BIN" "$EMU_DIR/node" || return 1
@@ -153,6 +171,7 @@ YAML
     _emu_wait_http moto "http://127.0.0.1:$EMU_PORT_MOTO/moto-api/" 30 || return 1
   fi
 
+  export SEREN_TF_SCHEMA_DIR="$EMU_DIR/cdktf/package/lib"
   export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
   unset AWS_PROFILE AWS_SESSION_TOKEN
   export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$EMU_PORT_DYNAMODB"

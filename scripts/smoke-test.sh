@@ -5,9 +5,13 @@
 #   API_ENDPOINT=http://127.0.0.1:8080 API_KEY=sk_live_… scripts/smoke-test.sh
 #
 # Test 3 submits a real `validate` job whose URLs point at nothing (.invalid
-# names never resolve, so any network policy accepts them at submit)
-# (override with SMOKE_SOURCE_URL / SMOKE_TARGET_URL); it is cancelled at
-# the end if it has not ended by itself. Needs bash and curl.
+# names never resolve, so any network policy accepts them at submit;
+# override with SMOKE_SOURCE_URL / SMOKE_TARGET_URL), with a 1 MB size
+# estimate so that on AWS it gets the smallest worker (t3.medium, the
+# guide's < 10 GB band: about $0.0004 for the few minutes it lives); it is
+# cancelled at the end if it has not ended by itself. Test 4 waits up to
+# SMOKE_POLL_SECONDS (default 300) for it to leave provisioning. Needs bash
+# and curl.
 # Exit status: 0 when all four pass, 1 otherwise.
 set -uo pipefail
 
@@ -21,7 +25,10 @@ command -v curl >/dev/null || { echo "curl is required" >&2; exit 2; }
 API_ENDPOINT="${API_ENDPOINT%/}"
 SOURCE_URL="${SMOKE_SOURCE_URL:-postgresql://smoke:smoke@smoke-source.invalid:5432/smoke}"
 TARGET_URL="${SMOKE_TARGET_URL:-postgresql://smoke:smoke@smoke-target.invalid:5432/smoke}"
-POLL_SECONDS="${SMOKE_POLL_SECONDS:-30}"
+# Test 4 waits for the job to leave provisioning. On AWS that is a fresh
+# EC2 instance booting and starting the worker: 40-90 s, more under load;
+# the default leaves room for that. (Embedded: a second or two.)
+POLL_SECONDS="${SMOKE_POLL_SECONDS:-300}"
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
@@ -84,7 +91,7 @@ else
 fi
 
 # 3. A valid submission is accepted.
-request POST /jobs '{"schema_version":"1.0","command":"validate","source_url":"'"$SOURCE_URL"'","target_url":"'"$TARGET_URL"'","options":{"no_sync":true}}'
+request POST /jobs '{"schema_version":"1.0","command":"validate","source_url":"'"$SOURCE_URL"'","target_url":"'"$TARGET_URL"'","options":{"no_sync":true,"estimated_size_bytes":1000000}}'
 if [ "$CODE" = 201 ] && [ -n "$(field job_id)" ] && [ -n "$(field trace_id)" ] && [ "$(field status)" = provisioning ]; then
 	JOB_ID=$(field job_id)
 	pass 3 "Valid job submission"

@@ -125,6 +125,11 @@ PROJECT=$(tfvar project_name seren-replication)
 REGION=$(tfvar aws_region us-east-1)
 TABLE=$(tfvar jobs_table_name replication-jobs)
 NAMESPACE=$(tfvar metrics_namespace SerenReplication)
+ENVIRONMENT=$(tfvar environment "$ENV_NAME")
+# SEREN_DEPLOYMENT, as terraform/main.tf derives it (local.deployment).
+if [[ "$PROJECT" == *"-$ENVIRONMENT" ]]; then DEPLOYMENT=$PROJECT; else DEPLOYMENT="$PROJECT-$ENVIRONMENT"; fi
+# allow_networks (a list) as Packer's HCL list syntax; empty when unset.
+ALLOW_NETWORKS=$(sed -nE 's/^[[:space:]]*allow_networks[[:space:]]*=[[:space:]]*(\[.*\])[[:space:]]*$/\1/p' "$TFVARS" | tail -n 1)
 export AWS_REGION="$REGION"
 
 # ---------------------------------------------------------------------------
@@ -179,6 +184,8 @@ else
 		-var "project_name=$PROJECT" \
 		-var "jobs_table_name=$TABLE" \
 		-var "metrics_namespace=$NAMESPACE" \
+		-var "deployment=$DEPLOYMENT" \
+		-var "allow_networks=${ALLOW_NETWORKS:-[]}" \
 		"$PACKER_DIR"
 	artifact=$(grep -o '"artifact_id": *"[^"]*"' "$BUILD/packer-manifest.json" | tail -n 1 | sed -E 's/.*"([^"]*)"$/\1/')
 	AMI_ID=${artifact##*:}

@@ -28,6 +28,7 @@ func NewAPI(ctx context.Context, cfg Config) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
+	countFinished(set) // a cancel ends a job here
 	// The service only cancels here; its launcher can stop workers, not
 	// launch them (the coordinator has no worker AMI).
 	svc, err := service.New(service.Config{
@@ -53,7 +54,8 @@ func NewAPI(ctx context.Context, cfg Config) (*API, error) {
 		Now:           cfg.Now,
 		Logger:        cfg.Logger.With("component", "api"),
 	})
-	return &API{set: set, svc: svc, handler: HTTPHandler(h), cfg: cfg}, nil
+	cached := &healthCache{next: h, ttl: DefaultHealthCacheTTL, now: cfg.Now}
+	return &API{set: set, svc: svc, handler: HTTPHandler(cached), cfg: cfg}, nil
 }
 
 // Handle serves one API Gateway request (lambda.Start's handler).

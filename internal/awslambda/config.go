@@ -113,6 +113,12 @@ func (c *Config) defaults() error {
 		return hint.Wrap(fmt.Errorf("the Lambda functions run on the aws backend, not %q", c.Backends.Backend),
 			"set "+backends.EnvBackend+"=aws (deploy/aws/terraform does)")
 	}
+	if c.Backends.AWS.Deployment == "" {
+		// Without it, every environment in the account would count, list
+		// and reap the others' workers as its own.
+		return hint.Wrap(fmt.Errorf("no deployment name (%s)", backends.EnvDeployment),
+			"set "+backends.EnvDeployment+" to this deployment's name (deploy/aws/terraform sets <project>-<environment>)")
+	}
 	if c.MaxConcurrentJobs <= 0 {
 		c.MaxConcurrentJobs = service.DefaultMaxConcurrentJobs
 	}

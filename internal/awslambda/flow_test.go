@@ -24,6 +24,7 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/api"
 	"github.com/serenorg/postgres-seren-replicator/internal/backends"
 	"github.com/serenorg/postgres-seren-replicator/internal/joblog"
+	"github.com/serenorg/postgres-seren-replicator/internal/joblog/cwlog"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
 	"github.com/serenorg/postgres-seren-replicator/internal/testutil/pgtest"
 )
@@ -140,6 +141,11 @@ func TestFullJobFlow(t *testing.T) {
 			t.Errorf("no %s metric", m)
 		}
 	}
+	// ProvisioningDuration comes from the worker (launch to running), with
+	// the real instance type.
+	if _, ms := s.metricSum(t, "ProvisioningDuration"); len(ms) == 0 || dims(ms[0])["InstanceType"] != "t3.medium" {
+		t.Errorf("ProvisioningDuration dimensions %v; want InstanceType t3.medium", ms)
+	}
 	if _, ms := s.metricSum(t, "JobCompleted"); len(ms) == 0 || dims(ms[0])["Command"] != "init" || dims(ms[0])["Status"] != "completed" {
 		t.Errorf("JobCompleted dimensions %v", ms)
 	}
@@ -159,7 +165,7 @@ func TestFullJobFlow(t *testing.T) {
 		if json.Unmarshal([]byte(msg), &rec) != nil || rec.JobID != id {
 			continue
 		}
-		if stream != instanceID || rec.TraceID != trace || !strings.Contains(rec.Msg, tag) {
+		if stream != cwlog.StreamName(id, instanceID) || rec.TraceID != trace || !strings.Contains(rec.Msg, tag) {
 			t.Errorf("log event in stream %s: %s", stream, msg)
 		}
 		ours = append(ours, rec.Msg)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,7 +36,16 @@ import (
 // would count a delivery, and enough waiting would dead-letter a job that
 // never failed): it is re-sent with a delay as a new message and the old
 // one deleted. The job is not failed; it waits as long as its timeout
-// allows (the reaper ends it then).
+// allows (the reaper ends it then). Messages the invocation has no time
+// left for are re-sent the same way.
+//
+// The dead-letter queue is an event source of this function too
+// (deploy/aws/terraform lambda.tf): a message that arrives from it (its
+// eventSourceARN names another queue than SEREN_QUEUE_URL) fails its job
+// with the reason, unless a worker was launched for it meanwhile. Without
+// that, a job whose message was dead-lettered by something other than a
+// counted launch failure (an invocation that timed out or crashed) would
+// sit in provisioning until its timeout.
 type Provisioner struct {
 	set   *backends.Set
 	svc   *service.Service
@@ -55,13 +65,15 @@ func NewProvisioner(ctx context.Context, cfg Config) (*Provisioner, error) {
 	batch := &batchQueue{Queue: set.Queue}
 	instanceType := cfg.Backends.AWS.WorkerInstanceType
 	if instanceType == "" {
-		instanceType = "auto" // chosen per job from its size; unknown when the launch failed
+		instanceType = "auto" // chosen per job from its size (InstanceTypeFor)
 	}
+	p := &Provisioner{set: set, batch: batch, cfg: cfg}
 	svc, err := service.New(service.Config{
 		Store: set.Store, Queue: batch, Launcher: set.Launcher, Metrics: set.Metrics, Logs: set.Logs,
 		Logger: cfg.Logger.With("component", "provisioner"), Now: cfg.Now,
 		MaxConcurrentJobs:  cfg.MaxConcurrentJobs,
 		InstanceType:       instanceType,
+		InstanceTypeFor:    p.instanceTypeFor,
 		FailureReason:      failureReason,
 		CapacityRetryDelay: cfg.CapacityRetryDelay,
 		LaunchRetryDelay:   cfg.LaunchRetryDelay,
@@ -70,7 +82,8 @@ func NewProvisioner(ctx context.Context, cfg Config) (*Provisioner, error) {
 		set.Close()
 		return nil, err
 	}
-	return &Provisioner{set: set, svc: svc, batch: batch, cfg: cfg}, nil
+	p.svc = svc
+	return p, nil
 }
 
 // failureReason is the ProvisioningFailed metric's Reason: the EC2 error
@@ -117,13 +130,21 @@ func (p *Provisioner) Handle(ctx context.Context, ev events.SQSEvent) (events.SQ
 	}
 	for i, m := range ev.Records {
 		if work.Err() != nil {
-			log.Warn("out of time; returning the rest of the batch", "messages", len(ev.Records)-i)
+			log.Warn("out of time; re-sending the rest of the batch", "messages", len(ev.Records)-i)
 			for _, rest := range ev.Records[i:] {
-				fail(rest)
+				if p.fromDeadLetters(rest) || !p.resend(ctx, sqsqueue.Delivery(rest.Body, rest.ReceiptHandle, rest.Attributes), 0) {
+					fail(rest)
+				}
 			}
 			break
 		}
 		d := sqsqueue.Delivery(m.Body, m.ReceiptHandle, m.Attributes)
+		if p.fromDeadLetters(m) {
+			if !p.failDeadLettered(work, d) {
+				fail(m)
+			}
+			continue
+		}
 		if free <= 0 {
 			if !p.waitForSlot(work, d) {
 				fail(m)
@@ -143,6 +164,90 @@ func (p *Provisioner) Handle(ctx context.Context, ev events.SQSEvent) (events.SQ
 		}
 	}
 	return resp, nil
+}
+
+// instanceTypeFor is the instance type the launcher picks for the job
+// (its size band, overrides applied): the InstanceType dimension of
+// ProvisioningFailed, which must name the type that failed, not "auto".
+func (p *Provisioner) instanceTypeFor(j *jobs.Job) string {
+	if l, ok := p.set.Launcher.(interface {
+		InstanceFor(estimatedBytes int64) ec2launcher.Band
+	}); ok {
+		return l.InstanceFor(j.Spec.Options.EstimatedSizeBytes).InstanceType
+	}
+	if t := p.cfg.Backends.AWS.WorkerInstanceType; t != "" {
+		return t
+	}
+	return "unknown"
+}
+
+// fromDeadLetters reports whether m comes from the dead-letter queue: its
+// source queue is not the provisioning queue.
+func (p *Provisioner) fromDeadLetters(m events.SQSMessage) bool {
+	if m.EventSourceARN == "" {
+		return false
+	}
+	u, ok := p.set.Queue.(interface{ URL() string })
+	if !ok {
+		return false
+	}
+	name := u.URL()[strings.LastIndex(u.URL(), "/")+1:]
+	return m.EventSourceARN[strings.LastIndex(m.EventSourceARN, ":")+1:] != name
+}
+
+// failDeadLettered fails the job of a dead-lettered message, unless a
+// worker was launched for it or it ended meanwhile. It reports whether the
+// message is dealt with (Lambda then deletes it from the dead-letter
+// queue).
+func (p *Provisioner) failDeadLettered(ctx context.Context, d queue.Delivery) bool {
+	log := p.cfg.Logger.With("job_id", d.JobID)
+	j, err := p.set.Store.Get(ctx, d.JobID)
+	switch {
+	case errors.Is(err, jobs.ErrNotFound):
+		return true
+	case err != nil:
+		log.Error("load dead-lettered job", "err", err)
+		return false
+	case j.Status != jobs.StatusProvisioning || j.WorkerID != "":
+		// Running, ended, or launched and booting: nothing to fail (the
+		// reaper watches a worker that never starts).
+		log.Info("dead-lettered message of a job that needs no launch", "status", string(j.Status), "worker_id", j.WorkerID)
+		return true
+	}
+	reason := fmt.Sprintf("no worker could be started: the provisioning message was dead-lettered after %d deliveries (the provisioner's log has each attempt)", d.ReceiveCount)
+	if _, err := p.set.Store.Apply(ctx, j.ID, jobs.Failed(reason)); err != nil {
+		if errors.Is(err, jobs.ErrConflict) || errors.Is(err, jobs.ErrIllegalTransition) {
+			return false // changed meanwhile: look again on the next delivery
+		}
+		log.Error("fail dead-lettered job", "err", err)
+		return false
+	}
+	if p.set.Metrics != nil {
+		p.set.Metrics.ProvisioningFailed(p.instanceTypeFor(j), "dead_lettered")
+	}
+	log.Error("job failed: its provisioning message was dead-lettered", "trace_id", j.TraceID, "receive_count", d.ReceiveCount)
+	return true
+}
+
+// resend replaces a message by a new one visible after delay (a return
+// would count a delivery). It reports whether that worked.
+func (p *Provisioner) resend(ctx context.Context, d queue.Delivery, delay time.Duration) bool {
+	s, ok := p.set.Queue.(interface {
+		SendAfter(ctx context.Context, jobID string, delay time.Duration) error
+	})
+	if !ok {
+		return false
+	}
+	if err := s.SendAfter(ctx, d.JobID, delay); err != nil {
+		p.cfg.Logger.Warn("re-send message", "job_id", d.JobID, "err", err)
+		return false
+	}
+	if err := p.set.Queue.Ack(ctx, d); err != nil {
+		// The old message comes back too; the service acknowledges a
+		// job's second message once the job has its worker.
+		p.cfg.Logger.Warn("delete re-sent message", "job_id", d.JobID, "err", err)
+	}
+	return true
 }
 
 // waitForSlot puts back a message that found no free worker slot. It

@@ -126,8 +126,10 @@ func TestProvisionerLaunchesOneWorkerPerJob(t *testing.T) {
 	if sum, ms := s.metricSum(t, "JobProvisioned"); sum != 2 {
 		t.Errorf("JobProvisioned sum %v (%v), want 2", sum, ms)
 	}
-	if _, ms := s.metricSum(t, "ProvisioningDuration"); len(ms) == 0 {
-		t.Error("no ProvisioningDuration metric")
+	// ProvisioningDuration is launch to running (the worker records it);
+	// the provisioner's view would include the queue wait.
+	if _, ms := s.metricSum(t, "ProvisioningDuration"); len(ms) != 0 {
+		t.Errorf("the provisioner recorded ProvisioningDuration %v (queue wait included)", ms)
 	}
 
 	// SQS delivers at least once: the same job id again launches nothing.
@@ -283,4 +285,77 @@ func TestProvisionerDropsMessagesOfEndedJobs(t *testing.T) {
 	if live := s.live(t); len(live) != 1 {
 		t.Errorf("%d live workers, want only the other job's", len(live))
 	}
+}
+
+// deadLetter receives the queue's messages without deleting them, as
+// invocations that time out or crash do, until SQS moves them to the DLQ;
+// it returns them as received from the DLQ.
+func (s *stack) deadLetter(t *testing.T, n int) []sqstypes.Message {
+	t.Helper()
+	ctx := context.Background()
+	var dead []sqstypes.Message
+	deadline := time.Now().Add(60 * time.Second)
+	for len(dead) < n && time.Now().Before(deadline) {
+		// A 1 s lease, never deleted: each receive counts a delivery.
+		if _, err := s.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(s.queueURL), MaxNumberOfMessages: 10, VisibilityTimeout: 1, WaitTimeSeconds: 2,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		out, err := s.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(s.dlqURL), MaxNumberOfMessages: 10, VisibilityTimeout: 120,
+			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead = append(dead, out.Messages...)
+	}
+	if len(dead) != n {
+		t.Fatalf("%d messages reached the DLQ, want %d", len(dead), n)
+	}
+	return dead
+}
+
+// A job whose provisioning message is dead-lettered without a counted
+// launch failure (here: received until the redrive policy moves it, as
+// timed-out invocations do) must not sit in provisioning until its
+// timeout: the provisioner, fed from the DLQ, fails it with the reason,
+// and launches nothing. A job that has its worker already is left alone.
+func TestProvisionerFailsDeadLetteredJobs(t *testing.T) {
+	s := newStack(t)
+	cfg := s.config(t, nil)
+	sb := newSubmitter(t, s, cfg)
+	lost := sb.submit(t, 5_000_000_000)
+	launched, _ := s.runningJob(t, time.Now(), nil)
+	if err := sqsqueueSend(s, launched.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	dead := s.deadLetter(t, 2)
+	p := newProvisioner(t, cfg)
+	resp, err := p.Handle(lambdaContext(t), s.sqsEventFrom(t, dead, s.dlqURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.BatchItemFailures) != 0 {
+		t.Errorf("batch item failures %v; every dead letter is dealt with", resp.BatchItemFailures)
+	}
+	j := s.job(t, lost)
+	if j.Status != jobs.StatusFailed || !strings.Contains(j.Error, "dead-lettered") {
+		t.Errorf("dead-lettered job: %s %q; want failed with the reason", j.Status, j.Error)
+	}
+	if j := s.job(t, launched.ID); j.Status != jobs.StatusRunning {
+		t.Errorf("job with a worker: %s %q; want it left running", j.Status, j.Error)
+	}
+	for _, w := range s.live(t) {
+		if w.JobID == lost {
+			t.Errorf("a worker %s was launched for the dead-lettered job", w.ID)
+		}
+	}
+}
+
+func sqsqueueSend(s *stack, jobID string) error {
+	_, err := s.sqs.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(s.queueURL), MessageBody: aws.String(jobID)})
+	return err
 }

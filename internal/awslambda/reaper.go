@@ -16,11 +16,12 @@ import (
 // their workers, and fails a job whose worker stopped heartbeating or
 // whose instance is gone.
 //
-// On AWS a lost worker's job is failed, not re-queued: MaxAttempts is 1.
-// (The reaper may not send to the queue, deploy/aws/terraform iam.tf.)
-// It records no job-outcome metrics: each worker records its own job's,
-// and a checker that remembers nothing between cold starts would count
-// some twice.
+// On AWS a lost worker's job is failed, not re-queued (MaxAttempts is 1),
+// unless a spot interruption took the worker: then it is re-queued and the
+// next worker resumes from the checkpoint (sqs:SendMessage).
+// It records JobFinished for the jobs it ends itself (countFinished: at
+// the write that ends them, so a cold start never counts one twice); each
+// worker records the ends it writes.
 type Reaper struct {
 	set *backends.Set
 	svc *service.Service
@@ -29,10 +30,11 @@ type Reaper struct {
 
 // NewReaper opens the backends and the service.
 func NewReaper(ctx context.Context, cfg Config) (*Reaper, error) {
-	set, err := cfg.open(ctx, backends.PartStore|backends.PartQueue|backends.PartLauncher|backends.PartLogs)
+	set, err := cfg.open(ctx, backends.PartStore|backends.PartQueue|backends.PartLauncher|backends.PartLogs|backends.PartMetrics)
 	if err != nil {
 		return nil, err
 	}
+	countFinished(set)
 	svc, err := service.New(service.Config{
 		Store: set.Store, Queue: set.Queue, Launcher: set.Launcher, Logs: set.Logs,
 		Logger: cfg.Logger.With("component", "reaper"), Now: cfg.Now,

@@ -76,6 +76,10 @@ func TestReaper(t *testing.T) {
 			t.Errorf("%s %s is %s; want it terminated", what, id, st)
 		}
 	}
+	// The job the reaper ended is counted as finished (once).
+	if sum, ms := s.metricSum(t, "JobFailed"); sum != 1 {
+		t.Errorf("JobFailed sum %v (%v), want 1: the reaped job must be counted", sum, ms)
+	}
 	if j := s.job(t, healthy.ID); j.Status != jobs.StatusRunning {
 		t.Errorf("healthy job: %s %q", j.Status, j.Error)
 	}

@@ -321,6 +321,12 @@ func (s *stack) receive(t *testing.T, queueURL string, wait time.Duration) []sqs
 // messages: the fixture's shape, filled with the real messages.
 func (s *stack) sqsEvent(t *testing.T, msgs []sqstypes.Message) events.SQSEvent {
 	t.Helper()
+	return s.sqsEventFrom(t, msgs, s.queueURL)
+}
+
+// sqsEventFrom is sqsEvent for messages of queueURL (e.g. the DLQ's).
+func (s *stack) sqsEventFrom(t *testing.T, msgs []sqstypes.Message, queueURL string) events.SQSEvent {
+	t.Helper()
 	var tmpl events.SQSEvent
 	loadEvent(t, "sqs-event.json", &tmpl)
 	ev := events.SQSEvent{}
@@ -332,7 +338,7 @@ func (s *stack) sqsEvent(t *testing.T, msgs []sqstypes.Message) events.SQSEvent 
 		for k, v := range m.Attributes {
 			r.Attributes[k] = v
 		}
-		r.EventSourceARN = "arn:aws:sqs:us-east-1:000000000000:" + s.queueURL[strings.LastIndex(s.queueURL, "/")+1:]
+		r.EventSourceARN = "arn:aws:sqs:us-east-1:000000000000:" + queueURL[strings.LastIndex(queueURL, "/")+1:]
 		ev.Records = append(ev.Records, r)
 	}
 	return ev

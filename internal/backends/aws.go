@@ -27,6 +27,7 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/apikeys/ssmkeys"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/joblog/cwlog"
+	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobstore"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobstore/dynamostore"
 	"github.com/serenorg/postgres-seren-replicator/internal/launcher"
@@ -229,7 +230,7 @@ func openAWS(ctx context.Context, c Config, parts Parts) (s *Set, err error) {
 	if parts&PartLogs != 0 {
 		lo := cwlog.Options{Group: a.LogGroup, Region: cfg.Region}
 		if s.Self != nil {
-			lo.Stream = s.Self.InstanceID // the guide: stream = instance id
+			lo.Stream = s.Self.InstanceID // streams <job id>/<instance id>
 		}
 		l, err := cwlog.NewFromConfig(cfg, lo)
 		if err != nil {
@@ -256,7 +257,59 @@ func openAWS(ctx context.Context, c Config, parts Parts) (s *Set, err error) {
 			return nil, err
 		}
 	}
+	if s.Self != nil && s.Store != nil {
+		if r, ok := s.Metrics.(*cwtelemetry.Recorder); ok {
+			// The worker records ProvisioningDuration, launch to running,
+			// when it starts its job.
+			launched := instanceBootTime(c.Now)
+			s.Store = s.Store.WithDriver(func(d jobstore.Driver) jobstore.Driver {
+				return startedDriver{Driver: d, started: func(j *jobs.Job) {
+					if !launched.IsZero() && j.StartedAt != nil && j.StartedAt.After(launched) {
+						r.WorkerStarted(j.InstanceType, j.StartedAt.Sub(launched))
+					}
+				}}
+			})
+		}
+	}
 	return s, nil
+}
+
+// startedDriver calls started when a job moves to running for the first
+// time (the Started transition sets StartedAt to the write's time).
+type startedDriver struct {
+	jobstore.Driver
+	started func(*jobs.Job)
+}
+
+func (d startedDriver) Put(ctx context.Context, j *jobs.Job, expect jobstore.Expect) error {
+	if err := d.Driver.Put(ctx, j, expect); err != nil {
+		return err
+	}
+	if j.Status == jobs.StatusRunning && j.StartedAt != nil && j.StartedAt.Equal(j.UpdatedAt) {
+		d.started(j)
+	}
+	return nil
+}
+
+// instanceBootTime is when this machine booted (/proc/uptime): on a worker
+// instance, its launch within seconds. Zero when unknown.
+func instanceBootTime(now func() time.Time) time.Time {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return time.Time{}
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return time.Time{}
+	}
+	up, err := strconv.ParseFloat(f[0], 64)
+	if err != nil || up <= 0 {
+		return time.Time{}
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return now().Add(-time.Duration(up * float64(time.Second)))
 }
 
 func openEC2Launcher(cfg aws.Config, c Config, a AWSConfig) (launcher.Launcher, error) {

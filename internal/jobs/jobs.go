@@ -192,15 +192,44 @@ type Credentials struct {
 // Retention is how long job records are kept.
 const Retention = 30 * 24 * time.Hour
 
-// DefaultJobTimeout is the default --job-timeout (8 hours).
+// DefaultJobTimeout is the default --job-timeout of a job whose size is
+// not known (8 hours); DefaultTimeoutFor gives the default by size.
 const DefaultJobTimeout = 8 * time.Hour
 
-// Timeout returns the job's timeout.
+// DefaultTimeoutFor is the timeout of a job without options.job_timeout,
+// by the size bands of the guide's cost table (which also picks the
+// worker's instance type, internal/launcher/ec2launcher SizeBand): about
+// three times the table's run time, so a slow source does not fail a job
+// that is merely long.
+//
+//	unknown (0)     8 h  (DefaultJobTimeout)
+//	< 10 GB         4 h  (table: ~30 min)
+//	10 GB – 100 GB 12 h  (table: ~3 h)
+//	100 GB – 1 TB  36 h  (table: ~12 h)
+//	> 1 TB         72 h  (table: ~24 h)
+func DefaultTimeoutFor(estimatedBytes int64) time.Duration {
+	const gb = int64(1_000_000_000)
+	switch {
+	case estimatedBytes <= 0:
+		return DefaultJobTimeout
+	case estimatedBytes < 10*gb:
+		return 4 * time.Hour
+	case estimatedBytes < 100*gb:
+		return 12 * time.Hour
+	case estimatedBytes <= 1000*gb:
+		return 36 * time.Hour
+	default:
+		return 72 * time.Hour
+	}
+}
+
+// Timeout returns the job's timeout: options.job_timeout, else the
+// default for its estimated size.
 func (j *Job) Timeout() time.Duration {
 	if j.Spec.Options.JobTimeout > 0 {
 		return time.Duration(j.Spec.Options.JobTimeout) * time.Second
 	}
-	return DefaultJobTimeout
+	return DefaultTimeoutFor(j.Spec.Options.EstimatedSizeBytes)
 }
 
 // Transition is a legal status change plus the fields that go with it.

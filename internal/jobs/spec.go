@@ -23,7 +23,7 @@ type Options struct {
 	EnableSync         *bool `json:"enable_sync,omitempty"`
 	NoSync             bool  `json:"no_sync,omitempty"`
 	EstimatedSizeBytes int64 `json:"estimated_size_bytes,omitempty"`
-	// JobTimeout in seconds (default 28800).
+	// JobTimeout in seconds (default by EstimatedSizeBytes, DefaultTimeoutFor).
 	JobTimeout int64 `json:"job_timeout,omitempty"`
 }
 

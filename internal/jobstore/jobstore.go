@@ -67,3 +67,9 @@ func New(d Driver, now func() time.Time) *Store {
 	}
 	return &Store{d: d, now: now}
 }
+
+// WithDriver returns a Store over wrap(driver) with the same clock: a
+// decorator sees every write (e.g. to count the jobs it ends).
+func (s *Store) WithDriver(wrap func(Driver) Driver) *Store {
+	return &Store{d: wrap(s.d), now: s.now}
+}

@@ -48,12 +48,15 @@ type Config struct {
 
 	// MaxConcurrentJobs is how many workers may be alive at once (default 10).
 	MaxConcurrentJobs int
-	// DefaultJobTimeout applies to jobs without options.job_timeout
-	// (default jobs.DefaultJobTimeout).
+	// DefaultJobTimeout, when set, applies to jobs without
+	// options.job_timeout; 0 means by size (jobs.DefaultTimeoutFor).
 	DefaultJobTimeout time.Duration
 	// InstanceType names the workers in metrics when the launcher does not
 	// (default "local").
 	InstanceType string
+	// InstanceTypeFor, when set, names the instance type a job's launch
+	// asked for (ProvisioningFailed's dimension) instead of InstanceType.
+	InstanceTypeFor func(*jobs.Job) string
 	// FailureReason classifies a launch error for the ProvisioningFailed
 	// metric (default: "capacity" or "launch_error").
 	FailureReason func(error) string
@@ -112,7 +115,6 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MaxConcurrentJobs <= 0 {
 		cfg.MaxConcurrentJobs = DefaultMaxConcurrentJobs
 	}
-	def(&cfg.DefaultJobTimeout, jobs.DefaultJobTimeout)
 	def(&cfg.Visibility, DefaultVisibility)
 	def(&cfg.ReceiveWait, DefaultReceiveWait)
 	def(&cfg.SlotPollInterval, DefaultSlotPollInterval)
@@ -318,7 +320,11 @@ func (s *Service) HandleDelivery(ctx context.Context, d queue.Delivery) error {
 
 func (s *Service) launchFailed(ctx context.Context, d queue.Delivery, j *jobs.Job, lerr error) error {
 	if s.cfg.Metrics != nil {
-		s.cfg.Metrics.ProvisioningFailed(s.cfg.InstanceType, s.cfg.FailureReason(lerr))
+		it := s.cfg.InstanceType
+		if s.cfg.InstanceTypeFor != nil {
+			it = s.cfg.InstanceTypeFor(j)
+		}
+		s.cfg.Metrics.ProvisioningFailed(it, s.cfg.FailureReason(lerr))
 	}
 	if d.ReceiveCount >= queue.MaxReceiveCount {
 		reason := fmt.Sprintf("could not start a worker after %d attempts: %v", d.ReceiveCount, lerr)
@@ -446,8 +452,29 @@ func (s *Service) checkJob(ctx context.Context, j *jobs.Job, workers []launcher.
 	return nil
 }
 
+// MaxSpotInterruptions bounds the extra workers a job gets, beyond
+// MaxAttempts, when its workers are lost to spot interruptions.
+const MaxSpotInterruptions = 3
+
+// interrupted asks the launcher (when it can tell) whether the job's
+// worker was lost to a spot interruption.
+func (s *Service) interrupted(ctx context.Context, j *jobs.Job) bool {
+	ir, ok := s.cfg.Launcher.(interface {
+		Interrupted(ctx context.Context, workerID string) (bool, error)
+	})
+	if !ok || j.WorkerID == "" {
+		return false
+	}
+	yes, err := ir.Interrupted(ctx, j.WorkerID)
+	if err != nil {
+		s.log.Warn("ask whether the worker was interrupted", "job_id", j.ID, "worker_id", j.WorkerID, "err", err)
+		return false
+	}
+	return yes
+}
+
 // rescue re-queues a running job whose worker was lost, or fails it once
-// it has had MaxAttempts workers.
+// it has had MaxAttempts workers (spot interruptions aside).
 //
 // A job is re-queued only once its old worker is known to be stopped (the
 // launcher's Stop succeeded for the recorded worker and every live worker
@@ -460,7 +487,13 @@ func (s *Service) rescue(ctx context.Context, j *jobs.Job, reason string, worker
 	if j.Attempts >= s.cfg.MaxAttempts {
 		// Failing starts no other worker; the old one's writes are
 		// refused once the job has ended, and the reaper stops it.
-		return s.fail(ctx, j, fmt.Sprintf("%s; gave up after %d attempts", reason, j.Attempts))
+		// A spot interruption is not the job's fault: it gets another
+		// worker (up to MaxSpotInterruptions more), which resumes from the
+		// checkpoint.
+		if j.Attempts >= s.cfg.MaxAttempts+MaxSpotInterruptions || !s.interrupted(ctx, j) {
+			return s.fail(ctx, j, fmt.Sprintf("%s; gave up after %d attempts", reason, j.Attempts))
+		}
+		reason += " (spot interruption)"
 	}
 	if stopErr != nil {
 		s.log.Error("lost worker could not be stopped; job not re-queued", "job_id", j.ID, "trace_id", j.TraceID,
@@ -722,7 +755,10 @@ func (s *Service) timeoutOf(j *jobs.Job) time.Duration {
 	if j.Spec.Options.JobTimeout > 0 {
 		return time.Duration(j.Spec.Options.JobTimeout) * time.Second
 	}
-	return s.cfg.DefaultJobTimeout
+	if s.cfg.DefaultJobTimeout > 0 {
+		return s.cfg.DefaultJobTimeout
+	}
+	return j.Timeout()
 }
 
 // provisioningSince is when j last entered provisioning.

@@ -63,8 +63,8 @@ type Config struct {
 	Engine Engine
 	// WorkerID is recorded on the job (default: the process id).
 	WorkerID string
-	// DefaultJobTimeout applies to jobs without options.job_timeout
-	// (default jobs.DefaultJobTimeout).
+	// DefaultJobTimeout, when set, applies to jobs without
+	// options.job_timeout; 0 means by size (jobs.DefaultTimeoutFor).
 	DefaultJobTimeout time.Duration
 	// Parallel is the engine's number of parallel streams (default: CPUs).
 	Parallel int
@@ -140,7 +140,6 @@ func Run(ctx context.Context, cfg Config, jobID string) (Result, error) {
 			*d = v
 		}
 	}
-	def(&cfg.DefaultJobTimeout, jobs.DefaultJobTimeout)
 	def(&cfg.HeartbeatEvery, DefaultHeartbeatEvery)
 	def(&cfg.ProgressEvery, DefaultProgressEvery)
 	def(&cfg.LogFlushEvery, DefaultLogFlushEvery)
@@ -240,7 +239,10 @@ func (r *run) timeout() time.Duration {
 	if r.job.Spec.Options.JobTimeout > 0 {
 		return time.Duration(r.job.Spec.Options.JobTimeout) * time.Second
 	}
-	return r.cfg.DefaultJobTimeout
+	if r.cfg.DefaultJobTimeout > 0 {
+		return r.cfg.DefaultJobTimeout
+	}
+	return r.job.Timeout()
 }
 
 func (r *run) run(ctx context.Context) (Result, error) {

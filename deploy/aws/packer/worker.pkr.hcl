@@ -100,6 +100,18 @@ variable "metrics_namespace" {
   description = "Terraform's metrics_namespace (SEREN_METRICS_NAMESPACE)."
 }
 
+variable "deployment" {
+  type        = string
+  default     = "seren-replication-prod"
+  description = "SEREN_DEPLOYMENT of the Terraform deployment (terraform output worker_environment): workers are tagged, counted and reaped by it."
+}
+
+variable "allow_networks" {
+  type        = list(string)
+  default     = []
+  description = "Terraform's allow_networks (SEREN_ALLOW_NETWORKS): private networks job URLs may point to."
+}
+
 locals {
   timestamp      = regex_replace(timestamp(), "[- TZ:]", "")
   ami_name       = "${var.project_name}-worker-${local.timestamp}"
@@ -116,6 +128,9 @@ source "amazon-ebs" "worker" {
   region        = var.aws_region
   instance_type = var.instance_type
   subnet_id     = var.subnet_id != "" ? var.subnet_id : null
+  # The AMI's root snapshot is encrypted (the account's default EBS key), so
+  # every worker's root volume is too.
+  encrypt_boot = true
 
   source_ami_filter {
     filters = {
@@ -211,6 +226,8 @@ build {
       "WORKER_KMS_KEY_ID=${local.kms_key_id}",
       "WORKER_LOG_GROUP=${local.log_group_name}",
       "WORKER_METRICS_NAMESPACE=${var.metrics_namespace}",
+      "WORKER_DEPLOYMENT=${var.deployment}",
+      "WORKER_ALLOW_NETWORKS=${join(",", var.allow_networks)}",
     ]
     script = "${path.root}/scripts/install-worker.sh"
   }

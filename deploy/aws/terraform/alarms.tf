@@ -45,12 +45,14 @@ resource "aws_cloudwatch_metric_alarm" "slow_provisioning" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
-  alarm_name          = "${local.name}-dlq-not-empty"
-  alarm_description   = "Provisioning requests landed in the dead-letter queue: their jobs could not be provisioned after ${local.max_receive_count} attempts. Inspect ${aws_sqs_queue.provisioning_dlq.name}."
-  namespace           = "AWS/SQS"
-  metric_name         = "ApproximateNumberOfMessagesVisible"
+  alarm_name        = "${local.name}-dlq-not-empty"
+  alarm_description = "Provisioning requests landed in the dead-letter queue: their jobs could not be provisioned after ${local.max_receive_count} deliveries and the provisioner failed them with the reason (its log says why). Messages it could not handle stay in ${aws_sqs_queue.provisioning_dlq.name}."
+  namespace         = "AWS/SQS"
+  # The provisioner consumes the DLQ (and fails those jobs), so the queue is
+  # usually empty again within seconds: alarm on what it received.
+  metric_name         = "NumberOfMessagesReceived"
   dimensions          = { QueueName = aws_sqs_queue.provisioning_dlq.name }
-  statistic           = "Maximum"
+  statistic           = "Sum"
   period              = 300
   evaluation_periods  = 1
   comparison_operator = "GreaterThanThreshold"

@@ -45,9 +45,13 @@ resource "aws_apigatewayv2_stage" "default" {
 
   # The guide's throttling: 1000 requests/s. Over it API Gateway answers 429
   # without invoking the Lambda.
+  # HTTP API stages throttle each route on its own; the guide's limit is
+  # for the API as a whole, so every route gets an equal share and the
+  # shares add up to it. (The coordinator's reserved concurrency bounds the
+  # whole API as well.)
   default_route_settings {
-    throttling_rate_limit    = var.api_throttle_rate
-    throttling_burst_limit   = var.api_throttle_burst
+    throttling_rate_limit    = floor(var.api_throttle_rate / length(local.api_routes))
+    throttling_burst_limit   = floor(var.api_throttle_burst / length(local.api_routes))
     detailed_metrics_enabled = true
   }
 
@@ -83,6 +87,13 @@ resource "aws_apigatewayv2_domain_name" "this" {
   count = var.custom_domain_name != "" ? 1 : 0
 
   domain_name = var.custom_domain_name
+
+  lifecycle {
+    precondition {
+      condition     = var.certificate_arn != ""
+      error_message = "custom_domain_name needs certificate_arn: an ACM certificate in aws_region covering the domain."
+    }
+  }
 
   domain_name_configuration {
     certificate_arn = var.certificate_arn

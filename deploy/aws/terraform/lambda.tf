@@ -20,6 +20,8 @@ resource "aws_lambda_function" "coordinator" {
   filename         = local.lambda_api_zip
   source_code_hash = fileexists(local.lambda_api_zip) ? filebase64sha256(local.lambda_api_zip) : null
   memory_size      = var.coordinator_memory_mb
+  # Caps the API as a whole (requests in flight), see api_throttle_rate.
+  reserved_concurrent_executions = var.coordinator_reserved_concurrency
   # Most requests are a few DynamoDB/KMS/SQS calls. GET /jobs/{id}/logs
   # ?follow=true holds the request open until the handler's FollowTimeout,
   # which must stay below this; API Gateway gives up after 30 s anyway.
@@ -46,8 +48,8 @@ resource "aws_lambda_function" "provisioner" {
   filename         = local.lambda_provisioner_zip
   source_code_hash = fileexists(local.lambda_provisioner_zip) ? filebase64sha256(local.lambda_provisioner_zip) : null
   memory_size      = var.provisioner_memory_mb
-  # One sixth of the queue's visibility timeout (20 s for 120 s), so a
-  # batch can never still be running when its messages become visible again.
+  # A full worst-case launch per message of a batch (main.tf); the queue's
+  # visibility is six times this.
   timeout = local.provisioner_timeout_seconds
 
   environment {
@@ -60,12 +62,28 @@ resource "aws_lambda_function" "provisioner" {
 resource "aws_lambda_event_source_mapping" "provisioner" {
   event_source_arn        = aws_sqs_queue.provisioning.arn
   function_name           = aws_lambda_function.provisioner.arn
-  batch_size              = 10
+  batch_size              = var.provisioner_batch_size
   function_response_types = ["ReportBatchItemFailures"]
 
   # At most two provisioner invocations at once (the minimum SQS allows):
   # launches are counted against max_concurrent_jobs before they happen,
   # and fewer parallel counters means fewer races at the limit.
+  scaling_config {
+    maximum_concurrency = 2
+  }
+
+  depends_on = [aws_iam_role_policy.provisioner]
+}
+
+# Dead-lettered provisioning messages go to the provisioner too: it fails
+# their jobs with the reason (a job must never sit in `provisioning` until
+# its timeout because its message was dead-lettered).
+resource "aws_lambda_event_source_mapping" "provisioner_dead_letters" {
+  event_source_arn        = aws_sqs_queue.provisioning_dlq.arn
+  function_name           = aws_lambda_function.provisioner.arn
+  batch_size              = 10
+  function_response_types = ["ReportBatchItemFailures"]
+
   scaling_config {
     maximum_concurrency = 2
   }

@@ -25,14 +25,32 @@ locals {
   # cleanup commands filter on it). A constant of the Go code, not a setting.
   worker_managed_by = "seren-replication-system"
 
+  # The deployment's identity in a shared account: every worker is tagged
+  # SerenDeployment=<it> (SEREN_DEPLOYMENT), and listing, counting, reaping
+  # and every EC2 permission are scoped by it. project_name is already
+  # unique per account (resource names derive from it); the environment is
+  # appended unless the project name ends with it (seren-replication-dev).
+  deployment = endswith(var.project_name, "-${var.environment}") ? var.project_name : "${var.project_name}-${var.environment}"
+
   # Must equal queue.MaxReceiveCount in internal/queue/queue.go: a job whose
   # provisioning message reaches this many deliveries is failed (with the
   # reason) and the message is dead-lettered.
   max_receive_count = 5
 
-  # AWS guidance for SQS event sources: visibility timeout >= 6 x function
-  # timeout. 120 s of visibility gives the provisioner 20 s per batch.
-  provisioner_timeout_seconds = floor(var.queue_visibility_timeout_seconds / 6)
+  # Provisioner timing, sized together (internal/awslambda/provisioner.go):
+  # one message may need a full worst-case launch, four RunInstances
+  # attempts with 1+2+4 s of back-off, each possibly spot then on-demand:
+  # about 30 s; 40 s is budgeted. The function gets that per message of a
+  # batch plus 10 s, and the queue's visibility is six times the function's
+  # timeout (AWS guidance for SQS event sources), so a message is never
+  # received again while a batch holding it still runs. Messages the
+  # function cannot reach in time are re-sent as new messages (not
+  # returned: a return counts a delivery), and a message that is
+  # dead-lettered anyway fails its job with the reason (the provisioner
+  # also consumes the dead-letter queue).
+  launch_budget_seconds            = 40
+  provisioner_timeout_seconds      = var.provisioner_batch_size * local.launch_budget_seconds + 10
+  queue_visibility_timeout_seconds = 6 * local.provisioner_timeout_seconds
 
   lambda_api_zip         = var.lambda_api_zip != "" ? var.lambda_api_zip : "${path.module}/../build/lambda-api.zip"
   lambda_provisioner_zip = var.lambda_provisioner_zip != "" ? var.lambda_provisioner_zip : "${path.module}/../build/lambda-provisioner.zip"
@@ -48,6 +66,7 @@ locals {
     SEREN_QUEUE_URL         = aws_sqs_queue.provisioning.url
     SEREN_METRICS_NAMESPACE = var.metrics_namespace
     SEREN_LOG_GROUP         = aws_cloudwatch_log_group.worker.name
+    SEREN_DEPLOYMENT        = local.deployment
   }
 
   coordinator_env = merge(local.common_env, {
@@ -71,7 +90,9 @@ locals {
     var.worker_instance_type != "" ? { SEREN_WORKER_INSTANCE_TYPE = var.worker_instance_type } : {},
   )
 
-  reaper_env = local.common_env
+  reaper_env = merge(local.common_env, {
+    SEREN_MAX_CONCURRENT_JOBS = tostring(var.max_concurrent_jobs)
+  })
 
   # What the worker AMI's /etc/seren-worker.env must contain for this
   # deployment (exported as an output so deploy.sh and operators can check).
@@ -82,6 +103,11 @@ locals {
     SEREN_KMS_KEY_ID        = aws_kms_alias.credentials.name
     SEREN_LOG_GROUP         = aws_cloudwatch_log_group.worker.name
     SEREN_METRICS_NAMESPACE = var.metrics_namespace
+    SEREN_DEPLOYMENT        = local.deployment
+    # The job-URL network policy: the networks workers may reach besides
+    # public addresses (private ranges and the metadata service are refused
+    # unless listed here).
+    SEREN_ALLOW_NETWORKS = join(",", var.allow_networks)
   }
 
   alarm_actions = var.alarm_sns_topic_arn != "" ? [var.alarm_sns_topic_arn] : []

@@ -24,10 +24,6 @@ resource "aws_dynamodb_table" "jobs" {
     name = "active"
     type = "S"
   }
-  attribute {
-    name = "idempotency"
-    type = "S"
-  }
 
   # GET /jobs: a key's own jobs, newest first, without a scan.
   global_secondary_index {
@@ -47,12 +43,8 @@ resource "aws_dynamodb_table" "jobs" {
     projection_type = "ALL"
   }
 
-  # Sparse: only jobs submitted with an Idempotency-Key header.
-  global_secondary_index {
-    name            = "idempotency-index"
-    hash_key        = "idempotency"
-    projection_type = "ALL"
-  }
+  # No index on Idempotency-Key: a key's uniqueness rests on a conditional
+  # write of its own item, not on an index (internal/jobstore/dynamostore).
 
   # Job records expire after 30 days (the code sets expires_at, epoch
   # seconds). DynamoDB deletes expired items lazily, so reads filter too.
@@ -83,7 +75,7 @@ resource "aws_sqs_queue" "provisioning_dlq" {
 
 resource "aws_sqs_queue" "provisioning" {
   name                       = "${local.name}-provisioning"
-  visibility_timeout_seconds = var.queue_visibility_timeout_seconds
+  visibility_timeout_seconds = local.queue_visibility_timeout_seconds
   message_retention_seconds  = 345600 # 4 days
   receive_wait_time_seconds  = 20
   sqs_managed_sse_enabled    = true

@@ -152,19 +152,19 @@ variable "api_key" {
 }
 
 variable "api_throttle_rate" {
-  description = "Steady-state request rate limit of the HTTP API stage (requests per second). Requests over it get 429 from API Gateway."
+  description = "Steady-state request rate limit of the API as a whole (requests per second). HTTP API stages throttle per route, so each of the API's routes gets an equal share (the shares add up to this); the coordinator's reserved concurrency also caps the whole API. Requests over it get 429 from API Gateway."
   type        = number
   default     = 1000
 }
 
 variable "api_throttle_burst" {
-  description = "Burst limit of the HTTP API stage (requests)."
+  description = "Burst limit of the API as a whole (requests), shared among the routes like api_throttle_rate."
   type        = number
   default     = 2000
 }
 
 variable "custom_domain_name" {
-  description = "Optional custom domain for the API, e.g. api.seren.cloud. Needs certificate_arn."
+  description = "Optional custom domain for the API, e.g. api.seren.cloud. Needs certificate_arn (checked at plan time)."
   type        = string
   default     = ""
 }
@@ -185,14 +185,14 @@ variable "route53_zone_id" {
 # Queue, Lambda, storage
 # ---------------------------------------------------------------------------
 
-variable "queue_visibility_timeout_seconds" {
-  description = "Visibility timeout of the provisioning queue. The provisioner Lambda's timeout is derived as one sixth of it (AWS guidance for SQS event sources)."
+variable "provisioner_batch_size" {
+  description = "Provisioning messages per provisioner invocation. The provisioner's timeout is sized from it (a full worst-case launch per message: four RunInstances attempts with back-off, each possibly spot then on-demand) and the queue's visibility timeout is six times that (AWS guidance for SQS event sources), so a batch never outlives its messages' visibility."
   type        = number
-  default     = 120
+  default     = 2
 
   validation {
-    condition     = var.queue_visibility_timeout_seconds >= 60 && var.queue_visibility_timeout_seconds <= 5400
-    error_message = "queue_visibility_timeout_seconds must be between 60 and 5400 (provisioner timeout 10 s to 15 min)."
+    condition     = var.provisioner_batch_size >= 1 && var.provisioner_batch_size <= 10
+    error_message = "provisioner_batch_size must be between 1 and 10."
   }
 }
 
@@ -278,6 +278,27 @@ variable "api_5xx_alarm_threshold" {
 
 variable "auth_failure_alarm_threshold" {
   description = "Alarm when the API answers more than this many 401s in 5 minutes (guide: monitor failed auth attempts)."
+  type        = number
+  default     = 50
+}
+
+# ---------------------------------------------------------------------------
+# Worker network policy
+# ---------------------------------------------------------------------------
+
+variable "allow_networks" {
+  description = "Networks (CIDR) a job's source/target URL may point to besides public addresses; handed to workers as SEREN_ALLOW_NETWORKS (bake it into the AMI: Packer variable allow_networks). Empty (the default): workers refuse private ranges (the VPC's included), loopback, link-local and the instance metadata service, so a job URL cannot reach into the account's network. List e.g. a peered VPC's database subnet to allow it."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for n in var.allow_networks : can(cidrnetmask(n)) || can(cidrhost(n, 0))])
+    error_message = "allow_networks must be CIDR blocks, e.g. 10.20.0.0/16."
+  }
+}
+
+variable "coordinator_reserved_concurrency" {
+  description = "Reserved concurrency of the coordinator (API) Lambda: an upper bound on requests in flight for the API as a whole, whatever the per-route throttles. -1: unreserved."
   type        = number
   default     = 50
 }

@@ -49,6 +49,7 @@ type API interface {
 	CreateLogStream(ctx context.Context, in *cloudwatchlogs.CreateLogStreamInput, optFns ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.CreateLogStreamOutput, error)
 	PutLogEvents(ctx context.Context, in *cloudwatchlogs.PutLogEventsInput, optFns ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.PutLogEventsOutput, error)
 	cloudwatchlogs.FilterLogEventsAPIClient
+	cloudwatchlogs.DescribeLogStreamsAPIClient
 }
 
 // Options configure a Log.
@@ -56,12 +57,14 @@ type Options struct {
 	// Group is the log group (default DefaultGroup). Terraform creates it
 	// with its retention; CreateGroup does it for tests and local use.
 	Group string
-	// Stream is this worker's stream (its instance id); needed to Append.
+	// Stream is this worker's name (its instance id); needed to Append.
+	// A job's lines go to the stream "<job id>/<Stream>" (StreamName), so
+	// a job's streams are found by prefix and reads never scan the group.
 	Stream string
 	// Region builds the console URL.
 	Region string
-	// Streams optionally names the streams holding a job's lines (its
-	// workers), so Read searches only those; nil searches the group.
+	// Streams optionally names the streams holding a job's lines; nil
+	// lists the streams named "<job id>/" (DescribeLogStreams by prefix).
 	Streams func(ctx context.Context, jobID string) ([]string, error)
 }
 
@@ -71,7 +74,7 @@ type Log struct {
 	opts Options
 
 	mu            sync.Mutex
-	streamCreated bool
+	streamCreated map[string]bool
 	lastSeq       map[string]int64 // job → last seq appended by this process
 	// resume remembers, per job, the timestamp of the newest line Read
 	// returned, so following a log does not re-scan it from the start.
@@ -95,7 +98,7 @@ func New(api API, opts Options) (*Log, error) {
 	if opts.Group == "" {
 		opts.Group = DefaultGroup
 	}
-	return &Log{api: api, opts: opts, lastSeq: map[string]int64{}, resume: map[string]resumePoint{}}, nil
+	return &Log{api: api, opts: opts, lastSeq: map[string]int64{}, resume: map[string]resumePoint{}, streamCreated: map[string]bool{}}, nil
 }
 
 // NewFromConfig builds the client from cfg (config.LoadDefaultConfig, so
@@ -167,7 +170,8 @@ func (l *Log) Append(ctx context.Context, jobID string, lines []joblog.Line) err
 	if l.opts.Stream == "" {
 		return errors.New("cwlog: Append needs the worker's stream name (its instance id)")
 	}
-	if err := l.ensureStream(ctx); err != nil {
+	stream := StreamName(jobID, l.opts.Stream)
+	if err := l.ensureStream(ctx, stream); err != nil {
 		return err
 	}
 	last, err := l.lastSeqFor(ctx, jobID)
@@ -218,15 +222,15 @@ func (l *Log) Append(ctx context.Context, jobID string, lines []joblog.Line) err
 		}
 		out, err := l.api.PutLogEvents(ctx, &cloudwatchlogs.PutLogEventsInput{
 			LogGroupName:  aws.String(l.opts.Group),
-			LogStreamName: aws.String(l.opts.Stream),
+			LogStreamName: aws.String(stream),
 			LogEvents:     events[:n],
 		})
 		if err != nil {
-			return l.classify(fmt.Errorf("cloudwatch logs PutLogEvents to %s/%s: %w", l.opts.Group, l.opts.Stream, err))
+			return l.classify(fmt.Errorf("cloudwatch logs PutLogEvents to %s/%s: %w", l.opts.Group, stream, err))
 		}
 		if r := out.RejectedLogEventsInfo; r != nil {
 			return fmt.Errorf("cloudwatch logs rejected events in %s/%s (too old before index %d, too new from %d, expired before %d)",
-				l.opts.Group, l.opts.Stream, aws.ToInt32(r.TooOldLogEventEndIndex), aws.ToInt32(r.TooNewLogEventStartIndex), aws.ToInt32(r.ExpiredLogEventEndIndex))
+				l.opts.Group, stream, aws.ToInt32(r.TooOldLogEventEndIndex), aws.ToInt32(r.TooNewLogEventStartIndex), aws.ToInt32(r.ExpiredLogEventEndIndex))
 		}
 		events = events[n:]
 	}
@@ -237,24 +241,45 @@ func (l *Log) Append(ctx context.Context, jobID string, lines []joblog.Line) err
 	return nil
 }
 
-func (l *Log) ensureStream(ctx context.Context) error {
+// StreamName is the stream holding the lines worker writes for job.
+func StreamName(jobID, worker string) string { return jobID + "/" + worker }
+
+func (l *Log) ensureStream(ctx context.Context, stream string) error {
 	l.mu.Lock()
-	done := l.streamCreated
+	done := l.streamCreated[stream]
 	l.mu.Unlock()
 	if done {
 		return nil
 	}
 	_, err := l.api.CreateLogStream(ctx, &cloudwatchlogs.CreateLogStreamInput{
-		LogGroupName: aws.String(l.opts.Group), LogStreamName: aws.String(l.opts.Stream),
+		LogGroupName: aws.String(l.opts.Group), LogStreamName: aws.String(stream),
 	})
 	var exists *types.ResourceAlreadyExistsException
 	if err != nil && !errors.As(err, &exists) {
-		return l.classify(fmt.Errorf("create log stream %s in %s: %w", l.opts.Stream, l.opts.Group, err))
+		return l.classify(fmt.Errorf("create log stream %s in %s: %w", stream, l.opts.Group, err))
 	}
 	l.mu.Lock()
-	l.streamCreated = true
+	l.streamCreated[stream] = true
 	l.mu.Unlock()
 	return nil
+}
+
+// jobStreams lists the streams of the job's workers ("<job id>/...").
+func (l *Log) jobStreams(ctx context.Context, jobID string) ([]string, error) {
+	var names []string
+	p := cloudwatchlogs.NewDescribeLogStreamsPaginator(l.api, &cloudwatchlogs.DescribeLogStreamsInput{
+		LogGroupName: aws.String(l.opts.Group), LogStreamNamePrefix: aws.String(jobID + "/"),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, l.classify(fmt.Errorf("cloudwatch logs DescribeLogStreams %s/%s/: %w", l.opts.Group, jobID, err))
+		}
+		for _, s := range page.LogStreams {
+			names = append(names, aws.ToString(s.LogStreamName))
+		}
+	}
+	return names, nil
 }
 
 func (l *Log) lastSeqFor(ctx context.Context, jobID string) (int64, error) {
@@ -281,7 +306,7 @@ func (l *Log) classify(err error) error {
 	}
 	var ae interface{ ErrorCode() string }
 	if errors.As(err, &ae) && strings.Contains(ae.ErrorCode(), "AccessDenied") {
-		return hint.Wrap(err, fmt.Sprintf("grant logs:CreateLogStream, logs:PutLogEvents and logs:FilterLogEvents on %s to this role", l.opts.Group))
+		return hint.Wrap(err, fmt.Sprintf("grant logs:CreateLogStream, logs:PutLogEvents, logs:DescribeLogStreams and logs:FilterLogEvents on %s to this role", l.opts.Group))
 	}
 	return err
 }
@@ -297,8 +322,12 @@ func (l *Log) scan(ctx context.Context, jobID string, startMS int64, fn func(r r
 	if startMS > 0 {
 		in.StartTime = aws.Int64(startMS)
 	}
-	if l.opts.Streams != nil {
-		streams, err := l.opts.Streams(ctx, jobID)
+	{
+		list := l.jobStreams
+		if l.opts.Streams != nil {
+			list = l.opts.Streams
+		}
+		streams, err := list(ctx, jobID)
 		if err != nil {
 			return fmt.Errorf("find log streams of job %s: %w", jobID, err)
 		}
@@ -311,16 +340,17 @@ func (l *Log) scan(ctx context.Context, jobID string, startMS int64, fn func(r r
 		if len(names) == 0 {
 			return nil // no worker has run yet: no lines
 		}
-		if len(names) <= 100 {
-			in.LogStreamNames = names
+		if len(names) > 100 {
+			names = names[len(names)-100:] // FilterLogEvents' limit: a job has a few workers
 		}
+		in.LogStreamNames = names
 	}
 	p := cloudwatchlogs.NewFilterLogEventsPaginator(l.api, in)
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
 			var nf *types.ResourceNotFoundException
-			if errors.As(err, &nf) && l.opts.Streams != nil {
+			if errors.As(err, &nf) {
 				return nil // the worker has not created its stream yet
 			}
 			return l.classify(fmt.Errorf("cloudwatch logs FilterLogEvents in %s for job %s: %w", l.opts.Group, jobID, err))
@@ -399,7 +429,7 @@ func (l *Log) URL(jobID, workerID string) string {
 	u := "https://console.aws.amazon.com/cloudwatch/home?region=" + url.QueryEscape(region) +
 		"#logsV2:log-groups/log-group/" + consoleEscape(l.opts.Group)
 	if workerID != "" {
-		u += "/log-events/" + consoleEscape(workerID)
+		u += "/log-events/" + consoleEscape(StreamName(jobID, workerID))
 	}
 	return u
 }

@@ -1,10 +1,15 @@
 package cwlog_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,7 +104,7 @@ func TestAppendAndRead(t *testing.T) {
 
 	// The stored event is JSON with the fields the guide's Insights queries use.
 	ev, err := b.client.GetLogEvents(ctx, &cloudwatchlogs.GetLogEventsInput{
-		LogGroupName: aws.String(b.group), LogStreamName: aws.String("i-0aaa"), StartFromHead: aws.Bool(true),
+		LogGroupName: aws.String(b.group), LogStreamName: aws.String(cwlog.StreamName(job, "i-0aaa")), StartFromHead: aws.Bool(true),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -162,14 +167,18 @@ func TestResumedJobContinuesOnNewWorker(t *testing.T) {
 
 	// With a stream resolver, Read looks only at the job's workers.
 	onlySecond, err := cwlog.NewFromConfig(b.cfg, cwlog.Options{Group: b.group,
-		Streams: func(context.Context, string) ([]string, error) { return []string{"i-second"}, nil }})
+		Streams: func(context.Context, string) ([]string, error) {
+			return []string{cwlog.StreamName(job, "i-second")}, nil
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, _ = onlySecond.Read(ctx, job, 0, 10)
 	wantLines(t, got, "3:second 1")
 	none, _ := cwlog.NewFromConfig(b.cfg, cwlog.Options{Group: b.group,
-		Streams: func(context.Context, string) ([]string, error) { return []string{"i-not-started"}, nil }})
+		Streams: func(context.Context, string) ([]string, error) {
+			return []string{cwlog.StreamName(job, "i-not-started")}, nil
+		}})
 	if got, err := none.Read(ctx, job, 0, 10); err != nil || len(got) != 0 {
 		t.Fatalf("Read of a worker without stream = %v, %v; want no lines", got, err)
 	}
@@ -233,9 +242,9 @@ func TestURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ worker, want string }{
-		{"i-0abc123", "https://console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logsV2:log-groups/log-group/$252Faws$252Fec2$252Fseren-replication-worker/log-events/i-0abc123"},
+		{"i-0abc123", "https://console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logsV2:log-groups/log-group/$252Faws$252Fec2$252Fseren-replication-worker/log-events/job$252Fi-0abc123"},
 		{"", "https://console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logsV2:log-groups/log-group/$252Faws$252Fec2$252Fseren-replication-worker"},
-		{"a/b c", "https://console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logsV2:log-groups/log-group/$252Faws$252Fec2$252Fseren-replication-worker/log-events/a$252Fb$2520c"},
+		{"a/b c", "https://console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logsV2:log-groups/log-group/$252Faws$252Fec2$252Fseren-replication-worker/log-events/job$252Fa$252Fb$2520c"},
 	} {
 		if got := l.URL("job", tc.worker); got != tc.want {
 			t.Errorf("URL(%q):\n got %s\nwant %s", tc.worker, got, tc.want)
@@ -252,4 +261,73 @@ func TestConformance(t *testing.T) {
 		}
 		return l
 	})
+}
+
+// filterCalls records the FilterLogEvents requests a client sends.
+type filterCalls struct {
+	mu     sync.Mutex
+	bodies []map[string]any
+}
+
+func (f *filterCalls) RoundTrip(req *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(req.Header.Get("X-Amz-Target"), ".FilterLogEvents") {
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			return nil, err
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		var m map[string]any
+		_ = json.Unmarshal(body, &m)
+		f.mu.Lock()
+		f.bodies = append(f.bodies, m)
+		f.mu.Unlock()
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// Reading a job's log searches only that job's streams ("<job>/<worker>"),
+// never the whole group: a group-wide scan grows with retention and every
+// other job's lines, and could outrun the API's 29 s.
+func TestReadIsScopedToTheJobsStreams(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	if err := b.log(t, "i-a1").Append(ctx, "job-a", lines("a one")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.log(t, "i-a2").Append(ctx, "job-a", lines("a two")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.log(t, "i-b1").Append(ctx, "job-b", lines("b mentions job-a")); err != nil {
+		t.Fatal(err)
+	}
+	calls := &filterCalls{}
+	cfg := b.cfg.Copy()
+	cfg.HTTPClient = &http.Client{Transport: calls}
+	reader, err := cwlog.NewFromConfig(cfg, cwlog.Options{Group: b.group})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := reader.Read(ctx, "job-a", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLines(t, got, "1:a one", "2:a two")
+	if len(calls.bodies) == 0 {
+		t.Fatal("no FilterLogEvents request")
+	}
+	for _, body := range calls.bodies {
+		var names []string
+		list, _ := body["logStreamNames"].([]any)
+		for _, n := range list {
+			names = append(names, n.(string))
+		}
+		sort.Strings(names)
+		want := []string{cwlog.StreamName("job-a", "i-a1"), cwlog.StreamName("job-a", "i-a2")}
+		if strings.Join(names, ",") != strings.Join(want, ",") {
+			t.Errorf("FilterLogEvents searched streams %v; want only the job's %v", names, want)
+		}
+	}
+	if got, err := reader.Read(ctx, "job-none", 0, 10); err != nil || len(got) != 0 {
+		t.Errorf("Read of a job without streams = %v, %v", got, err)
+	}
 }

@@ -168,11 +168,15 @@ func transient(code string) bool {
 	return false
 }
 
-// spotUnavailable lists the codes after which on-demand is tried instead.
+// spotUnavailable lists the codes after which on-demand is tried instead:
+// no spot capacity, and no spot at all because the account lacks the
+// AWSServiceRoleForEC2Spot service-linked role and the caller may not
+// create it (Terraform's create_spot_service_linked_role).
 func spotUnavailable(code string) bool {
 	switch code {
 	case "InsufficientInstanceCapacity", "InsufficientCapacity", "MaxSpotInstanceCountExceeded",
-		"SpotMaxPriceTooLow", "UnfulfillableCapacity", "SpotCapacityNotAvailable":
+		"SpotMaxPriceTooLow", "UnfulfillableCapacity", "SpotCapacityNotAvailable",
+		"AuthFailure.ServiceLinkedRoleCreationNotPermitted":
 		return true
 	}
 	return false
@@ -445,4 +449,33 @@ func (l *Launcher) Stop(ctx context.Context, workerID string) error {
 		return fmt.Errorf("ec2 TerminateInstances %s: %w", workerID, err)
 	}
 	return nil
+}
+
+// SpotInterruptionCode is the state reason of an instance EC2 reclaimed
+// (a spot interruption).
+const SpotInterruptionCode = "Server.SpotInstanceTermination"
+
+// Interrupted reports whether the worker's instance was ended by a spot
+// interruption (EC2 reclaimed it) rather than by its job or a failure: the
+// job then deserves another worker, which resumes from its checkpoint. An
+// instance EC2 no longer knows is not interrupted as far as it can tell.
+func (l *Launcher) Interrupted(ctx context.Context, workerID string) (bool, error) {
+	if !strings.HasPrefix(workerID, "i-") {
+		return false, nil
+	}
+	out, err := l.api.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{workerID}})
+	if err != nil {
+		if ErrorCode(err) == "InvalidInstanceID.NotFound" {
+			return false, nil
+		}
+		return false, fmt.Errorf("ec2 DescribeInstances %s: %w", workerID, err)
+	}
+	for _, res := range out.Reservations {
+		for _, inst := range res.Instances {
+			if inst.StateReason != nil && aws.ToString(inst.StateReason.Code) == SpotInterruptionCode {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }

@@ -418,6 +418,29 @@ func TestSpotFallsBackToOnDemand(t *testing.T) {
 	}
 }
 
+// An account without the spot service-linked role answers a spot request
+// with an error outside the capacity codes; the worker must still start,
+// on demand, at once.
+func TestSpotWithoutServiceLinkedRoleFallsBackToOnDemand(t *testing.T) {
+	l, b := setup(t, func(o *ec2launcher.Options) { o.Spot = true })
+	b.faults.spot = true
+	b.faults.codes = []string{"AuthFailure.ServiceLinkedRoleCreationNotPermitted"}
+	w, err := l.Launch(context.Background(), launcher.Request{JobID: "job-no-slr", EstimatedSizeBytes: 5 * gb})
+	if err != nil {
+		t.Fatalf("Launch: %v", err)
+	}
+	runs := b.rec.RunRequests()
+	if len(runs) != 1 || runs[0].Get("InstanceMarketOptions.MarketType") != "" {
+		t.Fatalf("requests that reached EC2: %v; want one on-demand request", runs)
+	}
+	if lc := b.describe(t, w.ID).InstanceLifecycle; lc == types.InstanceLifecycleTypeSpot {
+		t.Error("fallback instance is spot")
+	}
+	if len(b.sleeps) != 0 {
+		t.Errorf("fallback waited %v", b.sleeps)
+	}
+}
+
 func TestTransientErrorsAreRetriedWithBackoff(t *testing.T) {
 	l, b := setup(t, func(o *ec2launcher.Options) { o.BaseDelay = time.Second; o.MaxDelay = 3 * time.Second })
 	b.faults.codes = []string{"RequestLimitExceeded", "InsufficientInstanceCapacity", "ServiceUnavailable"}

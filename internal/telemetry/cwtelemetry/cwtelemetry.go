@@ -188,10 +188,17 @@ func (r *Recorder) JobSubmitted(command string) {
 	r.add(MetricJobSubmitted, types.StandardUnitCount, 1, dim("Command", command))
 }
 
-// JobProvisioned counts a launched worker and records how long the
-// provisioning took.
+// JobProvisioned counts a launched worker. (d, the time since the job
+// entered provisioning, includes its wait in the queue; ProvisioningDuration
+// is launch to running instead, recorded by WorkerStarted.)
 func (r *Recorder) JobProvisioned(instanceType, instanceSize string, d time.Duration) {
 	r.add(MetricJobProvisioned, types.StandardUnitCount, 1, dim("InstanceType", instanceType), dim("InstanceSize", instanceSize))
+}
+
+// WorkerStarted records ProvisioningDuration: from the worker instance's
+// launch to the worker running its job (the guide's slow-provisioning
+// alarm watches it; queue waits are not in it).
+func (r *Recorder) WorkerStarted(instanceType string, d time.Duration) {
 	r.add(MetricProvisioningDuration, types.StandardUnitSeconds, d.Seconds(), dim("InstanceType", instanceType))
 }
 

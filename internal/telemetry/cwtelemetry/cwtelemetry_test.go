@@ -74,8 +74,10 @@ func TestGuideMetricsReachCloudWatch(t *testing.T) {
 
 	r.JobSubmitted(cmd)
 	r.JobSubmitted(cmd)
-	r.JobProvisioned(typ, "large", 90*time.Second)
+	r.JobProvisioned(typ, "large", 90*time.Second) // queue wait included: no ProvisioningDuration
 	r.JobProvisioned(typ, "large", 30*time.Second)
+	r.WorkerStarted(typ, 70*time.Second) // launch to running
+	r.WorkerStarted(typ, 50*time.Second)
 	r.ProvisioningFailed(typ, "InsufficientInstanceCapacity")
 	r.JobFinished(cmd, "completed", 10*time.Minute)
 	r.JobFinished(cmd, "failed", 2*time.Minute)

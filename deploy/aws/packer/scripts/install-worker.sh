@@ -40,6 +40,8 @@ SEREN_JOBS_TABLE=${WORKER_JOBS_TABLE}
 SEREN_KMS_KEY_ID=${WORKER_KMS_KEY_ID}
 SEREN_LOG_GROUP=${WORKER_LOG_GROUP}
 SEREN_METRICS_NAMESPACE=${WORKER_METRICS_NAMESPACE}
+SEREN_DEPLOYMENT=${WORKER_DEPLOYMENT}
+SEREN_ALLOW_NETWORKS=${WORKER_ALLOW_NETWORKS:-}
 SEREN_WORKER_VERSION=${SEREN_VERSION:-dev}
 ENV
 chmod 0644 /etc/seren-worker.env
@@ -59,7 +61,7 @@ cat >"$cwa/etc/seren-worker-agent.json" <<JSON
           {
             "file_path": "/var/log/seren-worker.log",
             "log_group_name": "${WORKER_LOG_GROUP}",
-            "log_stream_name": "{instance_id}",
+            "log_stream_name": "{instance_id}/system",
             "timezone": "UTC"
           }
         ]
