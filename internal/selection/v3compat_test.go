@@ -56,3 +56,39 @@ where = "id > 0"
 		t.Errorf("schema_only = [\"users\"] is not public.users: %+v", got)
 	}
 }
+
+// TestPostgresDatabaseLeftOutUnlessNamed: as in the original tool, the
+// postgres database is replicated only when a rule names it.
+func TestPostgresDatabaseLeftOutUnlessNamed(t *testing.T) {
+	tests := []struct {
+		name    string
+		f       Flags
+		want    bool
+		because string
+	}{
+		{"no rules", Flags{}, false, PostgresLeftOut},
+		{"exclude-databases other", Flags{ExcludeDatabases: []string{"shop"}}, false, PostgresLeftOut},
+		{"include-databases postgres", Flags{IncludeDatabases: []string{"shop", "postgres"}}, true, ""},
+		{"include-databases other", Flags{IncludeDatabases: []string{"shop"}}, false, "it is not in"},
+		{"include-tables in postgres", Flags{IncludeTables: []string{"postgres.t"}}, true, ""},
+		{"include-databases postgres, excluded", Flags{IncludeDatabases: []string{"postgres"}, ExcludeTables: []string{"postgres.t"}}, true, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := Build(tt.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Database("postgres"); got != tt.want {
+				t.Fatalf("Database(postgres) = %v; want %v", got, tt.want)
+			}
+			if why := r.DatabaseReason("postgres"); !strings.HasPrefix(why, tt.because) {
+				t.Fatalf("reason %q; want %q", why, tt.because)
+			}
+		})
+	}
+	var nilRules *Rules
+	if nilRules.Database("postgres") || !nilRules.Database("shop") {
+		t.Fatal("nil rules: postgres must be left out, other databases kept")
+	}
+}
