@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/serenorg/postgres-seren-replicator/internal/buildinfo"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/cutovercmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/initcmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
@@ -110,6 +111,11 @@ Typical flow:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// v3 habits: --version/-V prints what `version` prints; --no-interactive is accepted everywhere.
+	root.Version = buildinfo.Get().String()
+	root.Flags().BoolP("version", "V", false, "print the version and exit")
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.PersistentFlags().Bool("no-interactive", false, "never prompt for a selection (accepted by every command, as in v3)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &UsageError{Err: fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
 	})

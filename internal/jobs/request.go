@@ -106,6 +106,7 @@ var requestShape = shape{
 		"no_sync":              nil,
 		"estimated_size_bytes": nil,
 		"job_timeout":          nil,
+		"yes":                  nil,
 	},
 }
 
@@ -130,6 +131,7 @@ var expected = map[string]string{
 	"options.no_sync":              "true or false",
 	"options.estimated_size_bytes": "a whole number of bytes",
 	"options.job_timeout":          "a whole number of seconds",
+	"options.yes":                  "true or false",
 }
 
 // DecodeRequest reads and validates a submit request of at most limit
@@ -162,6 +164,9 @@ func DecodeRequest(r io.Reader, limit int64) (Request, error) {
 		return Request{}, decodeError(err)
 	}
 	req.Filter = normalizeFilter(req.Filter)
+	// options.yes comes from v3 clients; a job never prompts, so it is
+	// accepted (type-checked) and not kept in the stored spec.
+	req.Options.Yes = nil
 	if verr := req.validate(present); verr != nil {
 		return Request{}, verr
 	}

@@ -25,6 +25,10 @@ type Options struct {
 	EstimatedSizeBytes int64 `json:"estimated_size_bytes,omitempty"`
 	// JobTimeout in seconds (default by EstimatedSizeBytes, DefaultTimeoutFor).
 	JobTimeout int64 `json:"job_timeout,omitempty"`
+	// Yes is sent by the original (v3) client for its --yes flag. A job
+	// never asks for confirmation (submitting it is the confirmation), so
+	// either value is accepted; DecodeRequest drops it.
+	Yes *bool `json:"yes,omitempty"`
 }
 
 // SyncEnabled reports whether init should start continuous sync.

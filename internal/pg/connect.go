@@ -24,7 +24,7 @@ func Connect(ctx context.Context, u URL, role string) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", role, err)
 	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	conn, err := withRetry(ctx, func() (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, cfg) })
 	if err != nil {
 		return nil, Explain(err, u, role)
 	}
@@ -63,7 +63,7 @@ func Pool(ctx context.Context, u URL, role string, size int) (*pgxpool.Pool, err
 	if err != nil {
 		return nil, Explain(err, u, role)
 	}
-	c, err := p.Acquire(ctx)
+	c, err := withRetry(ctx, func() (*pgxpool.Conn, error) { return p.Acquire(ctx) })
 	if err != nil {
 		p.Close()
 		return nil, Explain(err, u, role)

@@ -20,6 +20,7 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/pg"
 	"github.com/serenorg/postgres-seren-replicator/internal/pgtools"
 	"github.com/serenorg/postgres-seren-replicator/internal/schema"
+	"github.com/serenorg/postgres-seren-replicator/internal/selection"
 )
 
 // Phase is one timed step of a run, for the final summary.
@@ -134,7 +135,7 @@ func Estimate(ctx context.Context, opts Options) ([]DatabaseEstimate, error) {
 		return nil, err
 	}
 	defer src.Close(ctx)
-	dbs, err := selectedDatabases(ctx, src, opts)
+	dbs, err := selectedDatabases(ctx, src, opts, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -145,22 +146,30 @@ func Estimate(ctx context.Context, opts Options) ([]DatabaseEstimate, error) {
 	return out, nil
 }
 
-func selectedDatabases(ctx context.Context, src *pgx.Conn, opts Options) ([]catalog.Database, error) {
+// selectedDatabases lists the source databases the rules select; note, if
+// not nil, hears why the postgres database was left out.
+func selectedDatabases(ctx context.Context, src *pgx.Conn, opts Options, note func(string)) ([]catalog.Database, error) {
 	all, err := catalog.ListDatabases(ctx, src, nil)
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
 	var out []catalog.Database
 	var names []string
+	leftOut := false
 	for _, d := range all {
 		names = append(names, d.Name)
-		if opts.Rules == nil || opts.Rules.Database(d.Name) {
+		if opts.Rules.Database(d.Name) {
 			out = append(out, d)
+		} else if opts.Rules.DatabaseReason(d.Name) == selection.PostgresLeftOut {
+			leftOut = true
 		}
 	}
 	if len(out) == 0 {
 		return nil, hint.Wrap(errors.New("no source database matches the selection"),
 			fmt.Sprintf("the source has: %v; check --include-databases/--exclude-databases", names))
+	}
+	if leftOut && note != nil {
+		note(selection.PostgresLeftOut)
 	}
 	return out, nil
 }
@@ -184,7 +193,7 @@ func Init(ctx context.Context, opts Options, rep Reporter) (*InitSummary, error)
 	if s.tools, err = pgtools.Find(ctx, opts.PgBinDir, s.srcVersion/10000); err != nil {
 		return nil, err
 	}
-	dbs, err := selectedDatabases(ctx, s.src, opts)
+	dbs, err := selectedDatabases(ctx, s.src, opts, func(n string) { rep.Logf("note: %s", n) })
 	if err != nil {
 		return nil, err
 	}

@@ -22,26 +22,33 @@ type fileRules struct {
 // replicated database. Table names are "table" (schema public) or
 // "schema.table".
 type fileDatabase struct {
-	IncludeTables    []string          `toml:"include_tables"`
-	ExcludeTables    []string          `toml:"exclude_tables"`
-	SchemaOnlyTables []string          `toml:"schema_only_tables"`
-	TableFilters     []fileTableFilter `toml:"table_filters"`
-	TimeFilters      []fileTimeFilter  `toml:"time_filters"`
+	IncludeTables    []string `toml:"include_tables"`
+	ExcludeTables    []string `toml:"exclude_tables"`
+	SchemaOnlyTables []string `toml:"schema_only_tables"`
+	// SchemaOnly is the original tool's (v3) spelling of schema_only_tables.
+	SchemaOnly   []string          `toml:"schema_only"`
+	TableFilters []fileTableFilter `toml:"table_filters"`
+	TimeFilters  []fileTimeFilter  `toml:"time_filters"`
 }
 
+// Schema, from the original tool (v3), names the table's schema apart:
+// table = "events", schema = "analytics" is table = "analytics.events".
 type fileTableFilter struct {
-	Table string `toml:"table"`
-	Where string `toml:"where"`
+	Table  string `toml:"table"`
+	Schema string `toml:"schema"`
+	Where  string `toml:"where"`
 }
 
 type fileTimeFilter struct {
 	Table  string `toml:"table"`
+	Schema string `toml:"schema"`
 	Column string `toml:"column"`
 	Last   string `toml:"last"`
 }
 
 const fileKeys = "include_databases, exclude_databases, and in [databases.NAME]: include_tables, exclude_tables, " +
-	"schema_only_tables, [[table_filters]] (table, where), [[time_filters]] (table, column, last)"
+	"schema_only_tables (or schema_only), [[table_filters]] (table, schema, where), " +
+	"[[time_filters]] (table, schema, column, last)"
 
 // loadFile reads and validates a rules file.
 func loadFile(path string) (*Rules, error) {
@@ -138,6 +145,11 @@ func (fr *fileRules) rules(path string) (*Rules, error) {
 		if err != nil {
 			return nil, err
 		}
+		so3, err := refs("schema_only", sec.SchemaOnly)
+		if err != nil {
+			return nil, err
+		}
+		so = append(so, so3...)
 		r.includeTables = append(r.includeTables, inc...)
 		r.excludeTables = append(r.excludeTables, exc...)
 		r.schemaOnly = append(r.schemaOnly, so...)
@@ -147,7 +159,7 @@ func (fr *fileRules) rules(path string) (*Rules, error) {
 			if err := required(path, key, "table", tf.Table, "where", tf.Where); err != nil {
 				return nil, err
 			}
-			ref, err := parseLocalRef(db, tf.Table)
+			ref, err := parseLocalRef(db, withSchema(tf.Schema, tf.Table))
 			if err != nil {
 				return nil, at(key+".table", tf.Table).wrap(err)
 			}
@@ -163,7 +175,7 @@ func (fr *fileRules) rules(path string) (*Rules, error) {
 			if err := required(path, key, "table", tf.Table, "column", tf.Column, "last", tf.Last); err != nil {
 				return nil, err
 			}
-			ref, err := parseLocalRef(db, tf.Table)
+			ref, err := parseLocalRef(db, withSchema(tf.Schema, tf.Table))
 			if err != nil {
 				return nil, at(key+".table", tf.Table).wrap(err)
 			}
@@ -180,6 +192,16 @@ func (fr *fileRules) rules(path string) (*Rules, error) {
 		}
 	}
 	return r, nil
+}
+
+// withSchema writes the v3 pair (schema, table) in the table syntax; with
+// a schema, both are taken literally (as the original tool does).
+func withSchema(schema, table string) string {
+	schema = strings.TrimSpace(schema)
+	if schema == "" {
+		return table
+	}
+	return quoteName(schema) + "." + quoteName(strings.TrimSpace(table))
 }
 
 // required checks that each named field (name, value pairs) is set.

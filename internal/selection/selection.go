@@ -287,8 +287,12 @@ func (r *Rules) check() error {
 }
 
 // Database reports whether database name is replicated. The template
-// databases never are; otherwise a nil *Rules selects every database.
+// databases never are, and the postgres database only when a rule names it
+// (PostgresLeftOut); otherwise a nil *Rules selects every database.
 func (r *Rules) Database(name string) bool { return r.dbReason(name) == "" }
+
+// DatabaseReason says why database name is not replicated ("" if it is).
+func (r *Rules) DatabaseReason(name string) string { return r.dbReason(name) }
 
 // dbReason says why a database is not replicated ("" if it is).
 func (r *Rules) dbReason(name string) string {
@@ -296,6 +300,9 @@ func (r *Rules) dbReason(name string) string {
 		return "template databases are never replicated"
 	}
 	if r == nil {
+		if name == "postgres" {
+			return PostgresLeftOut
+		}
 		return ""
 	}
 	if len(r.includeDBs) > 0 {
@@ -309,12 +316,35 @@ func (r *Rules) dbReason(name string) string {
 	} else if only := r.implicitDBs(); only != nil && !only[name] {
 		return "include-tables names no table in it (add it to --include-databases, or name its tables)"
 	}
+	if name == "postgres" && !r.namesDatabase(name) {
+		return PostgresLeftOut
+	}
 	for _, e := range r.excludeDBs {
 		if e.name == name {
 			return "it is excluded by " + e.from.label
 		}
 	}
 	return ""
+}
+
+// PostgresLeftOut is why the postgres database is not replicated unless a
+// rule names it: it is the maintenance database every server has, and on
+// hosted targets it belongs to the provider (the original tool, v3, left
+// it out too).
+const PostgresLeftOut = "the postgres database is left out unless named (--include-databases postgres)"
+
+// namesDatabase reports whether an include rule names database db:
+// include-databases, or include-tables entries that name their database.
+func (r *Rules) namesDatabase(db string) bool {
+	if r == nil {
+		return false
+	}
+	for _, e := range r.includeDBs {
+		if e.name == db {
+			return true
+		}
+	}
+	return r.implicitDBs()[db]
 }
 
 // implicitDBs is the set of databases that include-tables names, when it

@@ -154,7 +154,7 @@ func TestDecisions(t *testing.T) {
 		{
 			name: "no rules",
 			f:    Flags{},
-			dbs:  map[string]bool{"app": true, "postgres": true, "template0": false, "template1": false},
+			dbs:  map[string]bool{"app": true, "postgres": false, "template0": false, "template1": false},
 			tables: []check{
 				{tbl{"app", "public", "users"}, all},
 				{tbl{"template1", "public", "t"}, none},
