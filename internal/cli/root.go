@@ -5,14 +5,13 @@ package cli
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/cutovercmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/initcmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
@@ -25,29 +24,7 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/verifycmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/versioncmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/workercmd"
-	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 )
-
-// Exit codes (documented in README.md).
-const (
-	ExitOK        = 0
-	ExitError     = 1 // the operation failed
-	ExitUsage     = 2 // bad flags or arguments
-	ExitDifferent = 3 // verify found differences / validate found blocking problems
-	ExitCancelled = 130
-)
-
-// UsageError marks errors in flags or arguments (exit code 2).
-type UsageError struct{ Err error }
-
-func (e *UsageError) Error() string { return e.Err.Error() }
-func (e *UsageError) Unwrap() error { return e.Err }
-
-// Usagef returns a UsageError.
-func Usagef(format string, a ...any) error { return &UsageError{Err: fmt.Errorf(format, a...)} }
-
-// ExitCoder lets an error choose its exit code.
-type ExitCoder interface{ ExitCode() int }
 
 // Main runs the CLI with args (without the program name) and returns the exit code.
 func Main(args []string) int {
@@ -64,33 +41,13 @@ func Run(ctx context.Context, io *iostreams.IOStreams, args []string) int {
 	root.SetErr(io.ErrOut)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
-		return ExitOK
+		return clio.ExitOK
 	}
 	return PrintError(io, err)
 }
 
 // PrintError prints err with its hint and returns its exit code.
-func PrintError(io *iostreams.IOStreams, err error) int {
-	var ec ExitCoder
-	code := ExitError
-	switch {
-	case errors.As(err, &ec):
-		code = ec.ExitCode()
-	case errors.Is(err, context.Canceled):
-		code = ExitCancelled
-	case errors.As(err, new(*UsageError)):
-		code = ExitUsage
-	}
-	if errors.Is(err, iostreams.ErrNotConfirmed) {
-		fmt.Fprintln(io.ErrOut, "Aborted: nothing was changed.")
-		return ExitError
-	}
-	fmt.Fprintf(io.ErrOut, "Error: %v\n", err)
-	if h := hint.Of(err); h != "" {
-		fmt.Fprintf(io.ErrOut, "Try: %s\n", h)
-	}
-	return code
-}
+func PrintError(io *iostreams.IOStreams, err error) int { return clio.PrintError(io, err) }
 
 // NewRoot builds the command tree.
 func NewRoot(io *iostreams.IOStreams) *cobra.Command {
@@ -110,9 +67,7 @@ Typical flow:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &UsageError{Err: fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
-	})
+	root.SetFlagErrorFunc(clio.FlagError)
 	// One line per command.
 	root.AddCommand(
 		versioncmd.New(io),
@@ -127,5 +82,6 @@ Typical flow:
 		keyscmd.New(io),
 		jobscmd.New(io),
 	)
+	clio.StrictArgs(root)
 	return root
 }

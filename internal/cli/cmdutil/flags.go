@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/pg"
 	"github.com/serenorg/postgres-seren-replicator/internal/selection"
 )
@@ -44,11 +45,11 @@ func parseOne(name, v, env string) (pg.URL, error) {
 		v = os.Getenv(env)
 	}
 	if v == "" {
-		return pg.URL{}, usageErr("--%s is required (a postgres:// URL, or set %s)", name, env)
+		return pg.URL{}, clio.Usagef("--%s is required (a postgres:// URL, or set %s)", name, env)
 	}
 	u, err := pg.ParseURL(v)
 	if err != nil {
-		return pg.URL{}, usageErr("--%s: %v", name, err)
+		return pg.URL{}, clio.Usagef("--%s: %v", name, err)
 	}
 	return u, nil
 }
@@ -75,7 +76,7 @@ func (f *SelectionFlags) Add(cmd *cobra.Command) {
 func (f *SelectionFlags) Rules() (*selection.Rules, error) {
 	r, err := selection.Build(f.Flags)
 	if err != nil {
-		return nil, &usage{err}
+		return nil, clio.Usage(err)
 	}
 	return r, nil
 }

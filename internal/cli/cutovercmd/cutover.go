@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/logical"
@@ -100,13 +101,13 @@ type Result struct {
 func run(ctx context.Context, opts *Options) error {
 	io := opts.IO
 	if opts.Output != "table" && opts.Output != "json" {
-		return cmdutil.UsageError(fmt.Errorf("--output %q: use table or json", opts.Output))
+		return clio.Usage(fmt.Errorf("--output %q: use table or json", opts.Output))
 	}
 	if opts.Timeout <= 0 {
-		return cmdutil.UsageError(fmt.Errorf("--timeout %s: must be positive", opts.Timeout))
+		return clio.Usage(fmt.Errorf("--timeout %s: must be positive", opts.Timeout))
 	}
 	if opts.SkipWait && opts.BlockWrites {
-		return cmdutil.UsageError(errors.New("--skip-wait and --block-writes do not go together: --skip-wait is for a set-up that can no longer catch up"))
+		return clio.Usage(errors.New("--skip-wait and --block-writes do not go together: --skip-wait is for a set-up that can no longer catch up"))
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -130,7 +131,7 @@ func run(ctx context.Context, opts *Options) error {
 	}
 	if !opts.Yes {
 		if !io.CanPrompt() {
-			return cmdutil.UsageError(errors.New("cutover ends sync and needs confirmation, but there is no terminal to ask on: pass --yes (or --dry-run to see the steps)"))
+			return clio.Usage(errors.New("cutover ends sync and needs confirmation, but there is no terminal to ask on: pass --yes (or --dry-run to see the steps)"))
 		}
 		q := fmt.Sprintf("End sync for %s? Writes to the source must have stopped", strings.Join(dbs, ", "))
 		if opts.BlockWrites {
@@ -141,7 +142,7 @@ func run(ctx context.Context, opts *Options) error {
 			return err
 		}
 		if !ok {
-			return iostreams.ErrNotConfirmed
+			return clio.ErrDeclined
 		}
 	}
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/progress"
@@ -97,7 +98,7 @@ func Run(ctx context.Context, opts *Options) error {
 		opts.APIKey = os.Getenv("SEREN_API_KEY")
 	}
 	if opts.Jobs < 1 {
-		return cmdutil.UsageError(fmt.Errorf("--jobs must be at least 1, got %d", opts.Jobs))
+		return clio.Usage(fmt.Errorf("--jobs must be at least 1, got %d", opts.Jobs))
 	}
 	src, dst, rules, err := cmdutil.Parse(&opts.Conn, &opts.Selection)
 	if err != nil {
@@ -128,20 +129,20 @@ func Run(ctx context.Context, opts *Options) error {
 		}
 		eng.Rules, err = selection.Build(opts.Selection.Flags)
 		if err != nil {
-			return cmdutil.UsageError(err)
+			return clio.Usage(err)
 		}
 	}
 	printEstimate(io, est, eng)
 	if !opts.Yes {
 		if !io.CanPrompt() {
-			return cmdutil.UsageError(fmt.Errorf("init changes the target and needs confirmation, but there is no terminal to ask on: pass --yes"))
+			return clio.Usage(fmt.Errorf("init changes the target and needs confirmation, but there is no terminal to ask on: pass --yes"))
 		}
 		ok, err := io.Confirm("Proceed?")
 		if err != nil {
 			return err
 		}
 		if !ok {
-			return iostreams.ErrNotConfirmed
+			return clio.ErrDeclined
 		}
 	}
 
@@ -197,7 +198,7 @@ func pickDatabases(opts *Options, est []replicator.DatabaseEstimate) ([]replicat
 			for _, f := range strings.Split(ans, ",") {
 				n, err := strconv.Atoi(strings.TrimSpace(f))
 				if err != nil || n < 1 || n > len(est) {
-					return nil, cmdutil.UsageError(fmt.Errorf("%q is not a number between 1 and %d", strings.TrimSpace(f), len(est)))
+					return nil, clio.Usage(fmt.Errorf("%q is not a number between 1 and %d", strings.TrimSpace(f), len(est)))
 				}
 				picked = append(picked, est[n-1])
 				opts.Selection.IncludeDatabases = append(opts.Selection.IncludeDatabases, est[n-1].Name)

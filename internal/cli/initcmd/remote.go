@@ -10,9 +10,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/serenorg/postgres-seren-replicator/internal/apiclient"
-	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
-	"github.com/serenorg/postgres-seren-replicator/internal/cli/jobscmd"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/jobclient"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
 	"github.com/serenorg/postgres-seren-replicator/internal/replicator"
@@ -31,14 +31,14 @@ const remoteFollowInterval = time.Second
 func runRemote(ctx context.Context, opts *Options, eng replicator.Options) error {
 	io := opts.IO
 	if opts.Selection.ConfigFile != "" {
-		return cmdutil.UsageError(hint.Wrap(errors.New("--config rules files are not sent to the job service"),
+		return clio.Usage(hint.Wrap(errors.New("--config rules files are not sent to the job service"),
 			"pass the rules as flags (--include-tables, --table-filter, …), or run here with --local"))
 	}
 	if opts.NoResume {
-		return cmdutil.UsageError(hint.Wrap(errors.New("--no-resume is not available for remote jobs (a retried job always resumes)"),
+		return clio.Usage(hint.Wrap(errors.New("--no-resume is not available for remote jobs (a retried job always resumes)"),
 			"to start over, pass --drop-existing, or run here with --local"))
 	}
-	client, err := jobscmd.NewClient(opts.RemoteAPI, opts.APIKey)
+	client, err := jobclient.NewClient(opts.RemoteAPI, opts.APIKey)
 	if err != nil {
 		return err
 	}
@@ -76,14 +76,14 @@ func runRemote(ctx context.Context, opts *Options, eng replicator.Options) error
 	}
 	if !opts.Yes {
 		if !io.CanPrompt() {
-			return cmdutil.UsageError(errors.New("init changes the target and needs confirmation, but there is no terminal to ask on: pass --yes"))
+			return clio.Usage(errors.New("init changes the target and needs confirmation, but there is no terminal to ask on: pass --yes"))
 		}
 		ok, err := io.Confirm(fmt.Sprintf("Submit to %s?", client.BaseURL))
 		if err != nil {
 			return err
 		}
 		if !ok {
-			return iostreams.ErrNotConfirmed
+			return clio.ErrDeclined
 		}
 	}
 
@@ -98,12 +98,12 @@ func runRemote(ctx context.Context, opts *Options, eng replicator.Options) error
 	fmt.Fprintf(ids, "Job ID: %s\nTrace ID: %s\n", sub.JobID, sub.TraceID)
 	fmt.Fprintf(io.ErrOut, "Submitted to %s. Following the job (Ctrl-C stops following; the job keeps running).\n", client.BaseURL)
 
-	v, err := jobscmd.Follow(ctx, io.ErrOut, client, sub.JobID, jobscmd.FollowOptions{
+	v, err := jobclient.Follow(ctx, io.ErrOut, client, sub.JobID, jobclient.FollowOptions{
 		TTY: io.IsStderrTTY(), Logs: true, Interval: remoteFollowInterval,
 	})
 	if err != nil {
 		if ctx.Err() != nil {
-			return jobscmd.Detached(sub.JobID)
+			return jobclient.Detached(sub.JobID)
 		}
 		return fmt.Errorf("follow job %s: %w", sub.JobID, err)
 	}
@@ -115,7 +115,7 @@ func runRemote(ctx context.Context, opts *Options, eng replicator.Options) error
 		}
 	}
 	if v.Status != jobs.StatusCompleted {
-		return jobscmd.OutcomeError(v)
+		return jobclient.OutcomeError(v)
 	}
 	fmt.Fprintf(io.ErrOut, "Job %s completed", v.JobID)
 	if v.StartedAt != nil && v.CompletedAt != nil {

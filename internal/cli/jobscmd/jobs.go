@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,22 +17,13 @@ import (
 
 	"github.com/serenorg/postgres-seren-replicator/internal/api"
 	"github.com/serenorg/postgres-seren-replicator/internal/apiclient"
-	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/jobclient"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/joblog"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
 )
-
-// Environment variables of the client.
-const (
-	EnvRemoteAPI = "SEREN_REMOTE_API"
-	EnvAPIKey    = "SEREN_API_KEY"
-)
-
-// ExitJobNotCompleted is the exit status of `jobs show --follow` when the
-// job ended other than completed.
-const ExitJobNotCompleted = 1
 
 // Options are the parsed flags of `jobs`.
 type Options struct {
@@ -55,29 +45,6 @@ type Options struct {
 	Interval time.Duration
 }
 
-// NewClient returns a client for remoteAPI and apiKey, falling back to
-// SEREN_REMOTE_API and SEREN_API_KEY.
-func NewClient(remoteAPI, apiKey string) (*apiclient.Client, error) {
-	if remoteAPI == "" {
-		remoteAPI = os.Getenv(EnvRemoteAPI)
-	}
-	if apiKey == "" {
-		apiKey = os.Getenv(EnvAPIKey)
-	}
-	if remoteAPI == "" {
-		return nil, cmdutil.UsageError(hint.Wrap(errors.New("no job service configured"),
-			"pass --remote-api URL or set "+EnvRemoteAPI+" (e.g. http://127.0.0.1:8080 for a local serve)"))
-	}
-	if !strings.HasPrefix(remoteAPI, "http://") && !strings.HasPrefix(remoteAPI, "https://") {
-		return nil, cmdutil.UsageError(fmt.Errorf("--remote-api %q: want http(s)://host[:port]", remoteAPI))
-	}
-	if apiKey == "" {
-		return nil, cmdutil.UsageError(hint.Wrap(errors.New("no API key"),
-			"set "+EnvAPIKey+" to a key from `keys create` (or pass --api-key)"))
-	}
-	return &apiclient.Client{BaseURL: remoteAPI, APIKey: apiKey}, nil
-}
-
 // New returns the jobs command with its subcommands.
 func New(io *iostreams.IOStreams) *cobra.Command {
 	opts := &Options{IO: io}
@@ -92,8 +59,8 @@ The service is --remote-api or $SEREN_REMOTE_API; the key is $SEREN_API_KEY
 		Args: cobra.NoArgs,
 	}
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&opts.RemoteAPI, "remote-api", "", "job service URL (env "+EnvRemoteAPI+")")
-	pf.StringVar(&opts.APIKey, "api-key", "", "API key (prefer env "+EnvAPIKey+")")
+	pf.StringVar(&opts.RemoteAPI, "remote-api", "", "job service URL (env "+jobclient.EnvRemoteAPI+")")
+	pf.StringVar(&opts.APIKey, "api-key", "", "API key (prefer env "+jobclient.EnvAPIKey+")")
 	pf.BoolVar(&opts.JSON, "json", false, "print JSON (the API's shapes, docs/api.md)")
 
 	list := &cobra.Command{
@@ -158,7 +125,7 @@ func writeJSON(opts *Options, v any) error {
 
 func runList(ctx context.Context, opts *Options) error {
 	if opts.Limit < 1 || opts.Limit > 100 {
-		return cmdutil.UsageError(fmt.Errorf("--limit %d: must be from 1 to 100", opts.Limit))
+		return clio.Usage(fmt.Errorf("--limit %d: must be from 1 to 100", opts.Limit))
 	}
 	if opts.Status != "" {
 		ok := false
@@ -166,10 +133,10 @@ func runList(ctx context.Context, opts *Options) error {
 			ok = ok || string(s) == opts.Status
 		}
 		if !ok {
-			return cmdutil.UsageError(fmt.Errorf("--status %q: use one of %s", opts.Status, statusList()))
+			return clio.Usage(fmt.Errorf("--status %q: use one of %s", opts.Status, statusList()))
 		}
 	}
-	c, err := NewClient(opts.RemoteAPI, opts.APIKey)
+	c, err := jobclient.NewClient(opts.RemoteAPI, opts.APIKey)
 	if err != nil {
 		return err
 	}
@@ -217,16 +184,16 @@ func runList(ctx context.Context, opts *Options) error {
 }
 
 func runShow(ctx context.Context, opts *Options) error {
-	c, err := NewClient(opts.RemoteAPI, opts.APIKey)
+	c, err := jobclient.NewClient(opts.RemoteAPI, opts.APIKey)
 	if err != nil {
 		return err
 	}
 	var v api.JobView
 	if opts.Follow {
-		v, err = Follow(ctx, opts.IO.ErrOut, c, opts.ID, FollowOptions{TTY: opts.IO.IsStderrTTY(), Interval: opts.Interval})
+		v, err = jobclient.Follow(ctx, opts.IO.ErrOut, c, opts.ID, jobclient.FollowOptions{TTY: opts.IO.IsStderrTTY(), Interval: opts.Interval})
 		if err != nil {
 			if ctx.Err() != nil {
-				return Detached(opts.ID)
+				return jobclient.Detached(opts.ID)
 			}
 			return err
 		}
@@ -241,26 +208,9 @@ func runShow(ctx context.Context, opts *Options) error {
 		printJob(opts, v)
 	}
 	if opts.Follow && v.Status != jobs.StatusCompleted {
-		return &cmdutil.ExitError{Code: ExitJobNotCompleted, Err: OutcomeError(v)}
+		return &clio.ExitError{Code: clio.ExitFailure, Err: jobclient.OutcomeError(v)}
 	}
 	return nil
-}
-
-// OutcomeError describes a job that ended other than completed.
-func OutcomeError(v api.JobView) error {
-	msg := fmt.Sprintf("job %s ended as %s", v.JobID, v.Status)
-	if v.Error != "" {
-		msg += ": " + v.Error
-	}
-	return hint.Wrap(errors.New(msg), "read its log with: postgres-seren-replicator jobs logs "+v.JobID)
-}
-
-// Detached is the error of a follow stopped by Ctrl-C: the job keeps
-// running on the service.
-func Detached(id string) error {
-	return &cmdutil.ExitError{Code: 130, Err: hint.Wrap(
-		fmt.Errorf("stopped following job %s; it keeps running on the service", id),
-		"follow it again with: postgres-seren-replicator jobs show "+id+" --follow")}
 }
 
 func printJob(opts *Options, v api.JobView) {
@@ -281,7 +231,7 @@ func printJob(opts *Options, v api.JobView) {
 		row("Run time", end.Sub(*v.StartedAt).Round(time.Second).String())
 	}
 	row("Attempts", fmt.Sprint(v.Attempts))
-	row("Progress", orDash(progressLine(v)))
+	row("Progress", orDash(jobclient.ProgressLine(v)))
 	if v.Error != "" {
 		row("Error", v.Error)
 	}
@@ -301,9 +251,9 @@ func printJob(opts *Options, v api.JobView) {
 
 func runLogs(ctx context.Context, opts *Options) error {
 	if opts.After < 0 {
-		return cmdutil.UsageError(fmt.Errorf("--after %d: must not be negative", opts.After))
+		return clio.Usage(fmt.Errorf("--after %d: must not be negative", opts.After))
 	}
-	c, err := NewClient(opts.RemoteAPI, opts.APIKey)
+	c, err := jobclient.NewClient(opts.RemoteAPI, opts.APIKey)
 	if err != nil {
 		return err
 	}
@@ -317,14 +267,14 @@ func runLogs(ctx context.Context, opts *Options) error {
 		return err
 	})
 	if err != nil && ctx.Err() != nil && opts.Follow {
-		return &cmdutil.ExitError{Code: 130, Err: hint.Wrap(fmt.Errorf("stopped following the log of job %s", opts.ID),
+		return &clio.ExitError{Code: clio.ExitCanceled, Err: hint.Wrap(fmt.Errorf("stopped following the log of job %s", opts.ID),
 			"follow it again with: postgres-seren-replicator jobs logs "+opts.ID+" --follow")}
 	}
 	return err
 }
 
 func runCancel(ctx context.Context, opts *Options) error {
-	c, err := NewClient(opts.RemoteAPI, opts.APIKey)
+	c, err := jobclient.NewClient(opts.RemoteAPI, opts.APIKey)
 	if err != nil {
 		return err
 	}
@@ -353,7 +303,7 @@ func listDetail(j api.JobView) string {
 	if j.Status == jobs.StatusFailed && j.Error != "" {
 		return truncate(strings.ReplaceAll(j.Error, "\n", " "), 60)
 	}
-	return orDash(progressLine(j))
+	return orDash(jobclient.ProgressLine(j))
 }
 
 func stamp(t *time.Time) string {

@@ -16,7 +16,7 @@ import (
 
 	"github.com/serenorg/postgres-seren-replicator/internal/apikeys"
 	"github.com/serenorg/postgres-seren-replicator/internal/backends"
-	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 )
@@ -81,7 +81,7 @@ func open(ctx context.Context, opts *Options) (*backends.Set, error) {
 
 func runCreate(ctx context.Context, opts *Options) error {
 	if opts.Name == "" {
-		return cmdutil.UsageError(errors.New("--name is required"))
+		return clio.Usage(errors.New("--name is required"))
 	}
 	set, err := open(ctx, opts)
 	if err != nil {

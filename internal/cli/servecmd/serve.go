@@ -20,7 +20,7 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/api"
 	"github.com/serenorg/postgres-seren-replicator/internal/backends"
 	"github.com/serenorg/postgres-seren-replicator/internal/buildinfo"
-	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
@@ -101,17 +101,17 @@ adopts them. The listen URL is printed on stdout; logs go to stderr.`,
 
 func run(ctx context.Context, opts *Options) error {
 	if opts.MaxConcurrentJobs < 1 {
-		return cmdutil.UsageError(fmt.Errorf("--max-concurrent-jobs %d: must be at least 1", opts.MaxConcurrentJobs))
+		return clio.Usage(fmt.Errorf("--max-concurrent-jobs %d: must be at least 1", opts.MaxConcurrentJobs))
 	}
 	if opts.MaxQueuedJobs < 0 {
-		return cmdutil.UsageError(fmt.Errorf("--max-queued-jobs %d: must not be negative", opts.MaxQueuedJobs))
+		return clio.Usage(fmt.Errorf("--max-queued-jobs %d: must not be negative", opts.MaxQueuedJobs))
 	}
 	if opts.JobTimeoutDefault < time.Minute {
-		return cmdutil.UsageError(fmt.Errorf("--job-timeout-default %s: must be at least 1m", opts.JobTimeoutDefault))
+		return clio.Usage(fmt.Errorf("--job-timeout-default %s: must be at least 1m", opts.JobTimeoutDefault))
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(opts.LogLevel)); err != nil {
-		return cmdutil.UsageError(fmt.Errorf("--log-level %q: use debug, info, warn or error", opts.LogLevel))
+		return clio.Usage(fmt.Errorf("--log-level %q: use debug, info, warn or error", opts.LogLevel))
 	}
 	log := slog.New(slog.NewTextHandler(opts.IO.ErrOut, &slog.HandlerOptions{Level: level}))
 
@@ -126,7 +126,7 @@ func run(ctx context.Context, opts *Options) error {
 	})
 	if opts.WorkerBinary != "" {
 		if _, err := os.Stat(opts.WorkerBinary); err != nil {
-			return cmdutil.UsageError(fmt.Errorf("--worker-binary: %w", err))
+			return clio.Usage(fmt.Errorf("--worker-binary: %w", err))
 		}
 	}
 	set, err := backends.Open(ctx, cfg, backends.ForServe)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/logical"
@@ -69,7 +70,7 @@ on the source until now. Run verify once status shows zero lag.`,
 func run(ctx context.Context, opts *Options) error {
 	io := opts.IO
 	if opts.Output != "table" && opts.Output != "json" {
-		return cmdutil.UsageError(fmt.Errorf("--output %q: use table or json", opts.Output))
+		return clio.Usage(fmt.Errorf("--output %q: use table or json", opts.Output))
 	}
 	src, dst, rules, err := cmdutil.Parse(&opts.Conn, &opts.Selection)
 	if err != nil {
@@ -85,14 +86,14 @@ func run(ctx context.Context, opts *Options) error {
 	}
 	if opts.Force && !opts.Yes {
 		if !io.CanPrompt() {
-			return cmdutil.UsageError(errors.New("--force drops the existing replication set-up and needs confirmation, but there is no terminal to ask on: pass --yes"))
+			return clio.Usage(errors.New("--force drops the existing replication set-up and needs confirmation, but there is no terminal to ask on: pass --yes"))
 		}
 		ok, err := io.Confirm(fmt.Sprintf("Drop and recreate replication for %d database(s) (%v)?", len(dbs), dbs))
 		if err != nil {
 			return err
 		}
 		if !ok {
-			return iostreams.ErrNotConfirmed
+			return clio.ErrDeclined
 		}
 	}
 	var results []*logical.SyncResult

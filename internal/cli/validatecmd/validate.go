@@ -12,14 +12,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/logical"
 )
-
-// ExitBlocked is the exit status when a blocking problem was found.
-const ExitBlocked = 3
 
 // Options are the parsed flags of `validate`.
 type Options struct {
@@ -70,7 +68,7 @@ Exit status: 0 nothing blocks, 3 at least one blocker, 1 the check failed.`,
 
 func run(ctx context.Context, opts *Options) error {
 	if opts.Output != "table" && opts.Output != "json" {
-		return cmdutil.UsageError(fmt.Errorf("--output %q: use table or json", opts.Output))
+		return clio.Usage(fmt.Errorf("--output %q: use table or json", opts.Output))
 	}
 	src, dst, rules, err := cmdutil.Parse(&opts.Conn, &opts.Selection)
 	if err != nil {
@@ -101,7 +99,7 @@ func run(ctx context.Context, opts *Options) error {
 		}
 	}
 	if blockers > 0 {
-		return &cmdutil.ExitError{Code: ExitBlocked, Err: hint.Wrap(
+		return &clio.ExitError{Code: clio.ExitProblems, Err: hint.Wrap(
 			fmt.Errorf("%d blocking problem(s) and %d warning(s): init/sync would fail", blockers, warnings),
 			"apply each fix listed above, then run validate again")}
 	}

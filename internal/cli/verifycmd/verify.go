@@ -14,14 +14,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/verifier"
 )
-
-// ExitDifferent is the exit code when a table differs or is missing.
-const ExitDifferent = 3
 
 // rowsShown is how many differing rows of one range the table output lists.
 const rowsShown = 5
@@ -77,13 +75,13 @@ Exit status: 0 identical, 3 a table differs or is missing, 1 error.`,
 
 func run(ctx context.Context, opts *Options) error {
 	if opts.Output != "table" && opts.Output != "json" {
-		return cmdutil.UsageError(fmt.Errorf("--output %q: use table or json", opts.Output))
+		return clio.Usage(fmt.Errorf("--output %q: use table or json", opts.Output))
 	}
 	if opts.Jobs < 1 {
-		return cmdutil.UsageError(fmt.Errorf("--jobs %d: must be at least 1", opts.Jobs))
+		return clio.Usage(fmt.Errorf("--jobs %d: must be at least 1", opts.Jobs))
 	}
 	if opts.ChunkRows < 1 || opts.MaxRanges < 1 || opts.Rechecks < 0 || opts.CatchupTimeout < 0 {
-		return cmdutil.UsageError(errors.New("--chunk-rows and --max-ranges must be at least 1; --rechecks and --catchup-timeout must not be negative"))
+		return clio.Usage(errors.New("--chunk-rows and --max-ranges must be at least 1; --rechecks and --catchup-timeout must not be negative"))
 	}
 	src, dst, rules, err := cmdutil.Parse(&opts.Conn, &opts.Selection)
 	if err != nil {
@@ -132,7 +130,7 @@ func run(ctx context.Context, opts *Options) error {
 		if len(s.MissingDatabases) > 0 {
 			err = fmt.Errorf("%d of %d tables differ; %d database(s) missing on the target", s.Different+s.Missing, s.Tables, len(s.MissingDatabases))
 		}
-		return &cmdutil.ExitError{Code: ExitDifferent, Err: hint.Wrap(err, fix)}
+		return &clio.ExitError{Code: clio.ExitProblems, Err: hint.Wrap(err, fix)}
 	}
 	return nil
 }

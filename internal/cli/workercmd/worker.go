@@ -14,19 +14,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/serenorg/postgres-seren-replicator/internal/backends"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
 	"github.com/serenorg/postgres-seren-replicator/internal/worker"
 )
 
-// Exit codes of `worker`, one per outcome.
-const (
-	ExitCompleted = 0
-	ExitFailed    = 1   // the job failed, or the worker could not run it
-	ExitTimeout   = 124 // the job ran past its timeout
-	ExitStopped   = 130 // cancelled, or the worker was stopped (the service re-queues the job)
-)
+// Exit codes of `worker` (clio): 0 completed, 1 failed or could not run,
+// 124 ran past its timeout, 130 cancelled or stopped (the service
+// re-queues the job).
 
 // Options are the parsed flags of `worker`.
 type Options struct {
@@ -74,7 +71,7 @@ Exit status: 0 completed, 1 failed, 124 timeout, 130 cancelled or stopped.`,
 
 func run(ctx context.Context, opts *Options) error {
 	if opts.JobID == "" {
-		return cmdutil.UsageError(errors.New("--job-id is required"))
+		return clio.Usage(errors.New("--job-id is required"))
 	}
 	log := slog.New(slog.NewTextHandler(opts.IO.ErrOut, nil)).With("component", "worker")
 	bcfg := backends.FromEnv(backends.Config{DataDir: opts.DataDir, Logger: log})
@@ -111,7 +108,7 @@ func run(ctx context.Context, opts *Options) error {
 	}, opts.JobID)
 	if err != nil {
 		if errors.Is(err, worker.ErrStopped) || errors.Is(err, worker.ErrNotMine) {
-			return &cmdutil.ExitError{Code: ExitStopped, Err: err}
+			return &clio.ExitError{Code: clio.ExitCanceled, Err: err}
 		}
 		return err
 	}
@@ -119,11 +116,11 @@ func run(ctx context.Context, opts *Options) error {
 	case jobs.StatusCompleted:
 		return nil
 	case jobs.StatusTimeout:
-		return &cmdutil.ExitError{Code: ExitTimeout, Err: fmt.Errorf("job %s: %s", opts.JobID, res.Error)}
+		return &clio.ExitError{Code: clio.ExitTimeout, Err: fmt.Errorf("job %s: %s", opts.JobID, res.Error)}
 	case jobs.StatusCancelled:
-		return &cmdutil.ExitError{Code: ExitStopped, Err: fmt.Errorf("job %s was cancelled", opts.JobID)}
+		return &clio.ExitError{Code: clio.ExitCanceled, Err: fmt.Errorf("job %s was cancelled", opts.JobID)}
 	}
-	return &cmdutil.ExitError{Code: ExitFailed, Err: fmt.Errorf("job %s %s: %s", opts.JobID, res.Status, res.Error)}
+	return &clio.ExitError{Code: clio.ExitFailure, Err: fmt.Errorf("job %s %s: %s", opts.JobID, res.Status, res.Error)}
 }
 
 // terminateSelf sends the buffered metrics and terminates the worker's own

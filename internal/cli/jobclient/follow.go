@@ -1,4 +1,4 @@
-package jobscmd
+package jobclient
 
 import (
 	"context"
@@ -87,7 +87,7 @@ func Follow(ctx context.Context, w io.Writer, c *apiclient.Client, id string, o 
 			}
 			pr.Progress(toEngine(v.Progress))
 			if !o.TTY && !o.Logs {
-				if line := progressLine(v); line != "" && line != lastLine {
+				if line := ProgressLine(v); line != "" && line != lastLine {
 					lastLine = line
 					pr.Logf("progress: %s", line)
 				}
@@ -130,9 +130,9 @@ func toEngine(p jobs.Progress) replicator.Progress {
 	}
 }
 
-// progressLine summarizes a job's progress in one line ("" when there is
+// ProgressLine summarizes a job's progress in one line ("" when there is
 // none yet).
-func progressLine(v api.JobView) string {
+func ProgressLine(v api.JobView) string {
 	p := v.Progress
 	if p.Phase == "" && p.DatabasesTotal == 0 {
 		return ""
