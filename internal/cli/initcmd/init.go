@@ -6,7 +6,6 @@ package initcmd
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
@@ -42,7 +41,7 @@ type Options struct {
 	APIKey        string
 	JobTimeout    int64
 	PgBinDir      string
-	JSON          bool
+	Output        clio.Output
 	SplitBytes    int64
 }
 
@@ -83,7 +82,7 @@ starts over). The source keeps taking writes the whole time.`,
 	f.StringVar(&opts.APIKey, "api-key", "", "job service API key (prefer env SEREN_API_KEY)")
 	f.Int64Var(&opts.JobTimeout, "job-timeout", 28800, "remote job timeout in seconds")
 	f.StringVar(&opts.PgBinDir, "pg-bin-dir", "", "directory holding pg_dump/pg_restore (default: newest found)")
-	f.BoolVar(&opts.JSON, "json", false, "print the final summary as JSON on stdout")
+	opts.Output.Add(cmd)
 	f.Int64Var(&opts.SplitBytes, "split-table-bytes", 0, "split tables larger than this many bytes into ranges copied in parallel (default 256 MiB)")
 	_ = f.MarkHidden("split-table-bytes")
 	return cmd
@@ -96,6 +95,9 @@ func Run(ctx context.Context, opts *Options) error {
 	}
 	if opts.APIKey == "" {
 		opts.APIKey = os.Getenv("SEREN_API_KEY")
+	}
+	if err := opts.Output.Check(); err != nil {
+		return err
 	}
 	if opts.Jobs < 1 {
 		return clio.Usage(fmt.Errorf("--jobs must be at least 1, got %d", opts.Jobs))
@@ -220,7 +222,7 @@ func pickDatabases(opts *Options, est []replicator.DatabaseEstimate) ([]replicat
 
 func printSummary(opts *Options, sum *replicator.InitSummary) {
 	io := opts.IO
-	if opts.JSON {
+	if opts.Output.JSON() {
 		type phase struct {
 			Database string  `json:"database,omitempty"`
 			Name     string  `json:"name"`
@@ -235,13 +237,11 @@ func printSummary(opts *Options, sum *replicator.InitSummary) {
 			Seconds   float64  `json:"seconds"`
 			Phases    []phase  `json:"phases"`
 			Warnings  []string `json:"warnings"`
-		}{sum.Databases, sum.Tables, sum.Skipped, sum.Bytes, sum.Duration.Seconds(), nil, sum.Warnings}
+		}{clio.List(sum.Databases), sum.Tables, sum.Skipped, sum.Bytes, sum.Duration.Seconds(), []phase{}, clio.List(sum.Warnings)}
 		for _, p := range sum.Phases {
 			out.Phases = append(out.Phases, phase{p.Database, p.Name, p.Duration.Seconds(), p.Detail})
 		}
-		enc := json.NewEncoder(io.Out)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(out)
+		_ = clio.WriteJSON(io.Out, out)
 		return
 	}
 	w := tabwriter.NewWriter(io.ErrOut, 0, 0, 2, ' ', 0)

@@ -2,7 +2,6 @@ package initcmd
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -92,7 +91,7 @@ func runRemote(ctx context.Context, opts *Options, eng replicator.Options) error
 		return err
 	}
 	ids := io.Out
-	if opts.JSON {
+	if opts.Output.JSON() {
 		ids = io.ErrOut // stdout carries the final job as JSON
 	}
 	fmt.Fprintf(ids, "Job ID: %s\nTrace ID: %s\n", sub.JobID, sub.TraceID)
@@ -107,10 +106,8 @@ func runRemote(ctx context.Context, opts *Options, eng replicator.Options) error
 		}
 		return fmt.Errorf("follow job %s: %w", sub.JobID, err)
 	}
-	if opts.JSON {
-		enc := json.NewEncoder(io.Out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(v); err != nil {
+	if opts.Output.JSON() {
+		if err := clio.WriteJSON(io.Out, v); err != nil {
 			return err
 		}
 	}

@@ -148,7 +148,7 @@ func TestRemoteInitFollowsToCompletion(t *testing.T) {
 func TestRemoteInitFailsWithTheJobsError(t *testing.T) {
 	b := remoteSetup(t, nil)
 	opts, out, errOut := b.options()
-	opts.JSON = true
+	opts.Output.Format = "json"
 	done := make(chan error, 1)
 	go func() { done <- Run(context.Background(), opts) }()
 	j := b.onlyJob(t)

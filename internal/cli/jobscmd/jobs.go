@@ -30,7 +30,7 @@ type Options struct {
 	IO        *iostreams.IOStreams
 	RemoteAPI string
 	APIKey    string
-	JSON      bool
+	Output    clio.Output
 
 	// list
 	Status string
@@ -61,7 +61,8 @@ The service is --remote-api or $SEREN_REMOTE_API; the key is $SEREN_API_KEY
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&opts.RemoteAPI, "remote-api", "", "job service URL (env "+jobclient.EnvRemoteAPI+")")
 	pf.StringVar(&opts.APIKey, "api-key", "", "API key (prefer env "+jobclient.EnvAPIKey+")")
-	pf.BoolVar(&opts.JSON, "json", false, "print JSON (the API's shapes, docs/api.md)")
+	opts.Output.AddPersistent(cmd)
+	cmd.PersistentPreRunE = func(*cobra.Command, []string) error { return opts.Output.Check() }
 
 	list := &cobra.Command{
 		Use:   "list",
@@ -118,9 +119,7 @@ func statusList() string {
 }
 
 func writeJSON(opts *Options, v any) error {
-	enc := json.NewEncoder(opts.IO.Out)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return clio.WriteJSON(opts.IO.Out, v)
 }
 
 func runList(ctx context.Context, opts *Options) error {
@@ -154,7 +153,8 @@ func runList(ctx context.Context, opts *Options) error {
 		}
 		cursor = page.NextCursor
 	}
-	if opts.JSON {
+	if opts.Output.JSON() {
+		resp.Jobs = clio.List(resp.Jobs)
 		return writeJSON(opts, resp)
 	}
 	if len(resp.Jobs) == 0 {
@@ -200,7 +200,7 @@ func runShow(ctx context.Context, opts *Options) error {
 	} else if v, err = c.Get(ctx, opts.ID); err != nil {
 		return err
 	}
-	if opts.JSON {
+	if opts.Output.JSON() {
 		if err := writeJSON(opts, v); err != nil {
 			return err
 		}
@@ -260,7 +260,7 @@ func runLogs(ctx context.Context, opts *Options) error {
 	c.PollInterval = opts.Interval
 	enc := json.NewEncoder(opts.IO.Out)
 	_, err = c.Logs(ctx, opts.ID, apiclient.LogOptions{After: opts.After, Follow: opts.Follow}, func(l joblog.Line) error {
-		if opts.JSON {
+		if opts.Output.JSON() {
 			return enc.Encode(l)
 		}
 		_, err := fmt.Fprintf(opts.IO.Out, "%s %s\n", l.Time.UTC().Format(time.RFC3339Nano), l.Text)
@@ -287,7 +287,7 @@ func runCancel(ctx context.Context, opts *Options) error {
 		}
 		return err
 	}
-	if opts.JSON {
+	if opts.Output.JSON() {
 		return writeJSON(opts, v)
 	}
 	if v.Status == jobs.StatusCancelled {

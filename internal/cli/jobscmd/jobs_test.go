@@ -121,7 +121,7 @@ func TestListShowLogsCancel(t *testing.T) {
 		t.Fatalf("piped list: want 2 tab-separated rows without header:\n%s", out)
 	}
 	o, out, _ = b.opts()
-	o.JSON, o.Status = true, "running"
+	o.Output.Format, o.Status = "json", "running"
 	if err := runList(ctx, o); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestListShowLogsCancel(t *testing.T) {
 		}
 	}
 	o, out, _ = b.opts()
-	o.ID, o.JSON = first, true
+	o.ID, o.Output.Format = first, "json"
 	if err := runShow(ctx, o); err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestListShowLogsCancel(t *testing.T) {
 		t.Fatalf("logs:\n%s", out)
 	}
 	o, out, _ = b.opts()
-	o.ID, o.JSON, o.After = first, true, 1
+	o.ID, o.Output.Format, o.After = first, "json", 1
 	if err := runLogs(ctx, o); err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ package keyscmd
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"text/tabwriter"
@@ -26,7 +25,7 @@ type Options struct {
 	IO      *iostreams.IOStreams
 	DataDir string
 	Name    string
-	JSON    bool
+	Output  clio.Output
 	Now     func() time.Time
 }
 
@@ -42,6 +41,7 @@ keys may be active at once: to rotate, create a new key, move clients to it,
 then revoke the old one. Revocation takes effect at once, even while serve runs.`,
 		Args: cobra.NoArgs,
 	}
+	opts.Output.AddPersistent(cmd)
 	cmd.PersistentFlags().StringVar(&opts.DataDir, "data-dir", "", "the service's data directory (default $"+backends.EnvDataDir+" or "+backends.DefaultDataDir()+")")
 
 	create := &cobra.Command{
@@ -60,7 +60,6 @@ then revoke the old one. Revocation takes effect at once, even while serve runs.
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, args []string) error { return runList(cmd.Context(), opts) },
 	}
-	list.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
 
 	revoke := &cobra.Command{
 		Use:   "revoke NAME",
@@ -80,6 +79,9 @@ func open(ctx context.Context, opts *Options) (*backends.Set, error) {
 }
 
 func runCreate(ctx context.Context, opts *Options) error {
+	if err := opts.Output.Check(); err != nil {
+		return err
+	}
 	if opts.Name == "" {
 		return clio.Usage(errors.New("--name is required"))
 	}
@@ -91,18 +93,37 @@ func runCreate(ctx context.Context, opts *Options) error {
 	secret, err := set.KeyManager.Create(ctx, opts.Name)
 	if err != nil {
 		if errors.Is(err, apikeys.ErrNameTaken) {
-			return hint.Wrap(fmt.Errorf("create key %s: %w", opts.Name, err),
+			return hint.Wrap(fmt.Errorf("key name %q: %w", opts.Name, apikeys.ErrNameTaken),
 				fmt.Sprintf("choose another name, or revoke the old key first: keys revoke %s", opts.Name))
 		}
 		return fmt.Errorf("create key %s: %w", opts.Name, err)
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "Created API key %q in %s. Its secret is shown only now; clients send it as x-api-key (SEREN_API_KEY):\n",
 		opts.Name, set.DataDir)
+	if opts.Output.JSON() {
+		return clio.WriteJSON(opts.IO.Out, struct {
+			Name string `json:"name"`
+			Key  string `json:"key"`
+		}{opts.Name, secret})
+	}
 	fmt.Fprintln(opts.IO.Out, secret)
 	return nil
 }
 
+// keyView is one key of `keys list -o json`: every column of the table.
+type keyView struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	Status     string     `json:"status"` // active or revoked
+	CreatedAt  time.Time  `json:"created_at"`
+	RevokedAt  *time.Time `json:"revoked_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+}
+
 func runList(ctx context.Context, opts *Options) error {
+	if err := opts.Output.Check(); err != nil {
+		return err
+	}
 	set, err := open(ctx, opts)
 	if err != nil {
 		return err
@@ -112,13 +133,16 @@ func runList(ctx context.Context, opts *Options) error {
 	if err != nil {
 		return fmt.Errorf("list keys: %w", err)
 	}
-	if opts.JSON {
-		if keys == nil {
-			keys = []apikeys.KeyInfo{}
+	if opts.Output.JSON() {
+		views := []keyView{}
+		for _, k := range keys {
+			status := "active"
+			if k.RevokedAt != nil {
+				status = "revoked"
+			}
+			views = append(views, keyView{k.ID, k.Name, status, k.CreatedAt, k.RevokedAt, k.LastUsedAt})
 		}
-		enc := json.NewEncoder(opts.IO.Out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(keys)
+		return clio.WriteJSON(opts.IO.Out, views)
 	}
 	if len(keys) == 0 {
 		fmt.Fprintln(opts.IO.ErrOut, "No API keys yet. Create one with: postgres-seren-replicator keys create --name NAME")
@@ -137,6 +161,9 @@ func runList(ctx context.Context, opts *Options) error {
 }
 
 func runRevoke(ctx context.Context, opts *Options) error {
+	if err := opts.Output.Check(); err != nil {
+		return err
+	}
 	set, err := open(ctx, opts)
 	if err != nil {
 		return err
@@ -149,6 +176,12 @@ func runRevoke(ctx context.Context, opts *Options) error {
 		return fmt.Errorf("revoke key %s: %w", opts.Name, err)
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "Revoked API key %q; requests with it are refused from now on.\n", opts.Name)
+	if opts.Output.JSON() {
+		return clio.WriteJSON(opts.IO.Out, struct {
+			Name    string `json:"name"`
+			Revoked bool   `json:"revoked"`
+		}{opts.Name, true})
+	}
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/serenorg/postgres-seren-replicator/internal/apikeys"
 	"github.com/serenorg/postgres-seren-replicator/internal/apikeys/sqlitekeys"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/sqlitedb"
@@ -61,7 +62,7 @@ func TestCreateListRevoke(t *testing.T) {
 	list := func() []apikeys.KeyInfo {
 		t.Helper()
 		io, _, out, _ := iostreams.Test()
-		if err := runList(ctx, &Options{IO: io, DataDir: dir, JSON: true}); err != nil {
+		if err := runList(ctx, &Options{IO: io, DataDir: dir, Output: clio.Output{Format: "json"}}); err != nil {
 			t.Fatal(err)
 		}
 		var keys []apikeys.KeyInfo

@@ -30,7 +30,7 @@ type Options struct {
 	Conn      cmdutil.ConnFlags
 	Selection cmdutil.SelectionFlags
 
-	Output   string
+	Output   clio.Output
 	Watch    bool
 	Interval time.Duration
 	// Now is the clock for "ago" columns (time.Now when nil).
@@ -64,15 +64,15 @@ with --watch).`,
 	opts.Conn.Add(cmd)
 	opts.Selection.Add(cmd)
 	fl := cmd.Flags()
-	fl.StringVarP(&opts.Output, "output", "o", "table", "output format: table or json")
+	opts.Output.Add(cmd)
 	fl.BoolVarP(&opts.Watch, "watch", "w", false, "refresh until interrupted")
 	fl.DurationVar(&opts.Interval, "interval", 2*time.Second, "refresh interval with --watch")
 	return cmd
 }
 
 func run(ctx context.Context, opts *Options) error {
-	if opts.Output != "table" && opts.Output != "json" {
-		return clio.Usage(fmt.Errorf("--output %q: use table or json", opts.Output))
+	if err := opts.Output.Check(); err != nil {
+		return err
 	}
 	if opts.Watch && opts.Interval < 100*time.Millisecond {
 		return clio.Usage(fmt.Errorf("--interval %s: must be at least 100ms", opts.Interval))
@@ -186,7 +186,7 @@ func (c *collector) collect(ctx context.Context, dbs []string) ([]*logical.Statu
 
 func show(opts *Options, sts []*logical.Status) error {
 	w := opts.IO.Out
-	if opts.Output == "json" {
+	if opts.Output.JSON() {
 		enc := json.NewEncoder(w)
 		if !opts.Watch {
 			enc.SetIndent("", "  ")

@@ -27,7 +27,7 @@ type Options struct {
 
 	Force  bool
 	Yes    bool
-	Output string
+	Output clio.Output
 }
 
 // New returns the sync command.
@@ -63,14 +63,14 @@ on the source until now. Run verify once status shows zero lag.`,
 	fl := cmd.Flags()
 	fl.BoolVar(&opts.Force, "force", false, "drop existing publication, slot and subscription and set them up afresh")
 	fl.BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation (--force)")
-	fl.StringVarP(&opts.Output, "output", "o", "table", "output format: table or json")
+	opts.Output.Add(cmd)
 	return cmd
 }
 
 func run(ctx context.Context, opts *Options) error {
 	io := opts.IO
-	if opts.Output != "table" && opts.Output != "json" {
-		return clio.Usage(fmt.Errorf("--output %q: use table or json", opts.Output))
+	if err := opts.Output.Check(); err != nil {
+		return err
 	}
 	src, dst, rules, err := cmdutil.Parse(&opts.Conn, &opts.Selection)
 	if err != nil {
@@ -116,7 +116,7 @@ func run(ctx context.Context, opts *Options) error {
 		}
 		results = append(results, res)
 	}
-	if opts.Output == "json" {
+	if opts.Output.JSON() {
 		if results == nil {
 			results = []*logical.SyncResult{}
 		}

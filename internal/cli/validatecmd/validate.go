@@ -26,7 +26,7 @@ type Options struct {
 	Selection cmdutil.SelectionFlags
 
 	NoSync bool
-	Output string
+	Output clio.Output
 }
 
 // New returns the validate command.
@@ -62,13 +62,13 @@ Exit status: 0 nothing blocks, 3 at least one blocker, 1 the check failed.`,
 	opts.Selection.Add(cmd)
 	fl := cmd.Flags()
 	fl.BoolVar(&opts.NoSync, "no-sync", false, "check only what a copy without continuous sync needs")
-	fl.StringVarP(&opts.Output, "output", "o", "table", "output format: table or json")
+	opts.Output.Add(cmd)
 	return cmd
 }
 
 func run(ctx context.Context, opts *Options) error {
-	if opts.Output != "table" && opts.Output != "json" {
-		return clio.Usage(fmt.Errorf("--output %q: use table or json", opts.Output))
+	if err := opts.Output.Check(); err != nil {
+		return err
 	}
 	src, dst, rules, err := cmdutil.Parse(&opts.Conn, &opts.Selection)
 	if err != nil {
@@ -78,7 +78,7 @@ func run(ctx context.Context, opts *Options) error {
 	if err != nil {
 		return err
 	}
-	if opts.Output == "json" {
+	if opts.Output.JSON() {
 		if ps == nil {
 			ps = []logical.Problem{}
 		}

@@ -31,7 +31,7 @@ type Options struct {
 	Selection cmdutil.SelectionFlags
 
 	Jobs           int
-	Output         string
+	Output         clio.Output
 	ChunkRows      int64
 	MaxRanges      int
 	CatchupTimeout time.Duration
@@ -65,7 +65,7 @@ Exit status: 0 identical, 3 a table differs or is missing, 1 error.`,
 	opts.Selection.Add(cmd)
 	fl := cmd.Flags()
 	fl.IntVarP(&opts.Jobs, "jobs", "j", cmdutil.DefaultJobs(), "key ranges compared at once (one connection to each side per job)")
-	fl.StringVarP(&opts.Output, "output", "o", "table", "output format: table or json")
+	opts.Output.Add(cmd)
 	fl.Int64Var(&opts.ChunkRows, "chunk-rows", verifier.DefaultChunkRows, "rows per key range")
 	fl.IntVar(&opts.MaxRanges, "max-ranges", verifier.DefaultMaxRanges, "differing key ranges reported per table")
 	fl.DurationVar(&opts.CatchupTimeout, "catchup-timeout", verifier.DefaultCatchupTimeout, "while sync runs, how long to wait for the target to catch up (0: do not wait)")
@@ -74,8 +74,8 @@ Exit status: 0 identical, 3 a table differs or is missing, 1 error.`,
 }
 
 func run(ctx context.Context, opts *Options) error {
-	if opts.Output != "table" && opts.Output != "json" {
-		return clio.Usage(fmt.Errorf("--output %q: use table or json", opts.Output))
+	if err := opts.Output.Check(); err != nil {
+		return err
 	}
 	if opts.Jobs < 1 {
 		return clio.Usage(fmt.Errorf("--jobs %d: must be at least 1", opts.Jobs))
@@ -108,7 +108,7 @@ func run(ctx context.Context, opts *Options) error {
 	if rep == nil {
 		return verr
 	}
-	if opts.Output == "json" {
+	if opts.Output.JSON() {
 		if err := writeJSON(opts.IO.Out, rep); err != nil {
 			return err
 		}
