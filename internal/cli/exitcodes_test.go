@@ -17,7 +17,13 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/testutil/pgtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
+func TestMain(m *testing.M) {
+	if os.Getenv(runAsCLI) == "1" {
+		// The terminal tests start this binary as the CLI on a pty.
+		os.Exit(cli.Main(os.Args[1:]))
+	}
+	os.Exit(pgtest.Run(m))
+}
 
 // run runs the CLI with args and stdin in, and returns the exit code,
 // stdout and stderr.

@@ -139,3 +139,18 @@ func distance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// Closest returns the candidate nearest to s when it is near enough to be
+// a likely typo, or "".
+func Closest(s string, candidates []string) string {
+	best, bestD := "", max(2, len(s)/4)+1
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		if d := distance(strings.ToLower(s), strings.ToLower(c)); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}

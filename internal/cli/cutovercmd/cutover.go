@@ -136,7 +136,7 @@ func run(ctx context.Context, opts *Options) error {
 		if opts.BlockWrites {
 			q = fmt.Sprintf("Make %s read-only on the source and end sync?", strings.Join(dbs, ", "))
 		}
-		ok, err := io.Confirm(q)
+		ok, err := io.Confirm(ctx, q)
 		if err != nil {
 			return err
 		}

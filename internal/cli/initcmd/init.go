@@ -8,8 +8,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,7 +18,6 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/progress"
 	"github.com/serenorg/postgres-seren-replicator/internal/replicator"
-	"github.com/serenorg/postgres-seren-replicator/internal/selection"
 )
 
 // Options are init's parsed flags.
@@ -126,12 +123,15 @@ func Run(ctx context.Context, opts *Options) error {
 	}
 	interactive := io.CanPrompt() && !opts.Yes && !opts.NoInteractive && !opts.Selection.Given()
 	if interactive {
-		if est, err = pickDatabases(opts, est); err != nil {
+		if est, err = pickDatabases(ctx, opts, est); err != nil {
 			return err
 		}
-		eng.Rules, err = selection.Build(opts.Selection.Flags)
+		if err := pickTables(ctx, opts, src, est); err != nil {
+			return err
+		}
+		eng.Rules, err = opts.Selection.Rules()
 		if err != nil {
-			return clio.Usage(err)
+			return err
 		}
 	}
 	printEstimate(io, est, eng)
@@ -139,12 +139,21 @@ func Run(ctx context.Context, opts *Options) error {
 		if !io.CanPrompt() {
 			return clio.Usage(fmt.Errorf("init changes the target and needs confirmation, but there is no terminal to ask on: pass --yes"))
 		}
-		ok, err := io.Confirm("Proceed?")
+		// Validate before asking: the user consents knowing the blockers
+		// and warnings, and decides about tables sync cannot carry.
+		fixes, err := checkFirst(ctx, opts, &eng)
+		if err != nil {
+			return err
+		}
+		ok, err := io.Confirm(ctx, "Proceed?")
 		if err != nil {
 			return err
 		}
 		if !ok {
 			return clio.ErrDeclined
+		}
+		if err := applyFixes(ctx, src, fixes); err != nil {
+			return err
 		}
 	}
 
@@ -182,42 +191,6 @@ func roughETA(bytes int64, jobs int) string {
 	rate := 25e6 * float64(min(jobs, 8))
 	d := time.Duration(float64(bytes)/rate*float64(time.Second)) + 5*time.Second
 	return "~" + d.Round(time.Second).String()
-}
-
-func pickDatabases(opts *Options, est []replicator.DatabaseEstimate) ([]replicator.DatabaseEstimate, error) {
-	io := opts.IO
-	if len(est) > 1 {
-		fmt.Fprintln(io.ErrOut, "Databases on the source:")
-		for i, d := range est {
-			fmt.Fprintf(io.ErrOut, "  %d) %s (%s)\n", i+1, d.Name, replicator.HumanBytes(d.SizeBytes))
-		}
-		ans, err := io.Ask("Copy which? (numbers separated by commas, Enter for all): ")
-		if err != nil {
-			return nil, err
-		}
-		if ans != "" {
-			var picked []replicator.DatabaseEstimate
-			for _, f := range strings.Split(ans, ",") {
-				n, err := strconv.Atoi(strings.TrimSpace(f))
-				if err != nil || n < 1 || n > len(est) {
-					return nil, clio.Usage(fmt.Errorf("%q is not a number between 1 and %d", strings.TrimSpace(f), len(est)))
-				}
-				picked = append(picked, est[n-1])
-				opts.Selection.IncludeDatabases = append(opts.Selection.IncludeDatabases, est[n-1].Name)
-			}
-			est = picked
-		}
-	}
-	ans, err := io.Ask("Tables to leave out? (db.table or db.schema.table, comma separated; Enter for none): ")
-	if err != nil {
-		return nil, err
-	}
-	for _, f := range strings.Split(ans, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			opts.Selection.ExcludeTables = append(opts.Selection.ExcludeTables, f)
-		}
-	}
-	return est, nil
 }
 
 func printSummary(opts *Options, sum *replicator.InitSummary) {

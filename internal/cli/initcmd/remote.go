@@ -77,7 +77,7 @@ func runRemote(ctx context.Context, opts *Options, eng replicator.Options) error
 		if !io.CanPrompt() {
 			return clio.Usage(errors.New("init changes the target and needs confirmation, but there is no terminal to ask on: pass --yes"))
 		}
-		ok, err := io.Confirm(fmt.Sprintf("Submit to %s?", client.BaseURL))
+		ok, err := io.Confirm(ctx, fmt.Sprintf("Submit to %s?", client.BaseURL))
 		if err != nil {
 			return err
 		}

@@ -6,11 +6,13 @@ package iostreams
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"sync"
 
 	"golang.org/x/term"
 )
@@ -22,18 +24,47 @@ type IOStreams struct {
 	ErrOut io.Writer
 
 	inTTY, outTTY, errTTY bool
-	reader                *bufio.Reader // one reader, so answers are not lost to read-ahead
+	once                  sync.Once
+	lines                 chan lineOrErr // fed by one reader, so answers are not lost to read-ahead
 }
 
-func (s *IOStreams) readLine() (string, error) {
-	if s.reader == nil {
-		s.reader = bufio.NewReader(s.In)
+// readLine returns the next line of input without its newline. It
+// returns ctx's error when ctx ends first (Ctrl-C at a prompt) and io.EOF
+// at the end of input. One goroutine reads ahead line by line, so an
+// abandoned read loses no answer and never blocks the caller.
+func (s *IOStreams) readLine(ctx context.Context) (string, error) {
+	s.once.Do(func() {
+		s.lines = make(chan lineOrErr)
+		go func() {
+			r := bufio.NewReader(s.In)
+			for {
+				line, err := r.ReadString('\n')
+				if line != "" || err == nil {
+					s.lines <- lineOrErr{line: strings.TrimRight(line, "\r\n")}
+				}
+				if err != nil {
+					if !errors.Is(err, io.EOF) {
+						err = fmt.Errorf("read answer: %w", err)
+					}
+					for {
+						s.lines <- lineOrErr{err: err}
+					}
+				}
+			}
+		}()
+	})
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(s.ErrOut)
+		return "", ctx.Err()
+	case l := <-s.lines:
+		return strings.TrimSpace(l.line), l.err
 	}
-	line, err := s.reader.ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("read answer: %w", err)
-	}
-	return strings.TrimSpace(line), nil
+}
+
+type lineOrErr struct {
+	line string
+	err  error
 }
 
 // System returns the process's streams.
@@ -67,10 +98,15 @@ func (s *IOStreams) IsStdoutTTY() bool { return s.outTTY }
 // ErrNotConfirmed is returned when the user answers no.
 var ErrNotConfirmed = errors.New("not confirmed")
 
-// Confirm asks a yes/no question on stderr and reads the answer from stdin.
-func (s *IOStreams) Confirm(question string) (bool, error) {
+// Confirm asks a yes/no question on stderr and reads the answer from
+// stdin. End of input is "no"; Ctrl-C returns ctx's error.
+func (s *IOStreams) Confirm(ctx context.Context, question string) (bool, error) {
 	fmt.Fprintf(s.ErrOut, "%s [y/N]: ", question)
-	line, err := s.readLine()
+	line, err := s.readLine(ctx)
+	if errors.Is(err, io.EOF) {
+		fmt.Fprintln(s.ErrOut)
+		return false, nil
+	}
 	if err != nil {
 		return false, err
 	}
@@ -78,8 +114,14 @@ func (s *IOStreams) Confirm(question string) (bool, error) {
 	return a == "y" || a == "yes", nil
 }
 
-// Ask reads one line after printing prompt on stderr.
-func (s *IOStreams) Ask(prompt string) (string, error) {
+// Ask reads one line after printing prompt on stderr. End of input is
+// ErrNotConfirmed (cancel, nothing changed); Ctrl-C returns ctx's error.
+func (s *IOStreams) Ask(ctx context.Context, prompt string) (string, error) {
 	fmt.Fprint(s.ErrOut, prompt)
-	return s.readLine()
+	line, err := s.readLine(ctx)
+	if errors.Is(err, io.EOF) {
+		fmt.Fprintln(s.ErrOut)
+		return "", ErrNotConfirmed
+	}
+	return line, err
 }

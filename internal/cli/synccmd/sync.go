@@ -88,7 +88,7 @@ func run(ctx context.Context, opts *Options) error {
 		if !io.CanPrompt() {
 			return clio.Usage(errors.New("--force drops the existing replication set-up and needs confirmation, but there is no terminal to ask on: pass --yes"))
 		}
-		ok, err := io.Confirm(fmt.Sprintf("Drop and recreate replication for %d database(s) (%v)?", len(dbs), dbs))
+		ok, err := io.Confirm(ctx, fmt.Sprintf("Drop and recreate replication for %d database(s) (%v)?", len(dbs), dbs))
 		if err != nil {
 			return err
 		}

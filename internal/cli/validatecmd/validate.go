@@ -7,8 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -87,7 +85,7 @@ func run(ctx context.Context, opts *Options) error {
 		if err := enc.Encode(ps); err != nil {
 			return err
 		}
-	} else if err := write(opts.IO.Out, ps); err != nil {
+	} else if err := cmdutil.WriteProblems(opts.IO.Out, ps); err != nil {
 		return err
 	}
 	blockers, warnings := 0, 0
@@ -107,23 +105,6 @@ func run(ctx context.Context, opts *Options) error {
 		fmt.Fprintf(opts.IO.ErrOut, "validate: nothing blocks; %d warning(s) above say what sync cannot carry\n", warnings)
 	} else {
 		fmt.Fprintln(opts.IO.ErrOut, "validate: no problems found")
-	}
-	return nil
-}
-
-func write(w io.Writer, ps []logical.Problem) error {
-	for _, p := range ps {
-		where := p.Server
-		if p.Database != "" {
-			where += " database " + p.Database
-		}
-		if p.Object != "" {
-			where += ", " + p.Object
-		}
-		if _, err := fmt.Fprintf(w, "%-7s  %s\n         %s\n         fix: %s\n",
-			strings.ToUpper(string(p.Severity)), where, p.Message, p.Fix); err != nil {
-			return err
-		}
 	}
 	return nil
 }
