@@ -128,3 +128,34 @@ func TestExitCodesMatchREADME(t *testing.T) {
 		})
 	}
 }
+
+// A table entry that matches nothing is a usage error with "did you
+// mean", in every command that takes a selection, and init changes
+// nothing.
+func TestSelectionMatchingNothing(t *testing.T) {
+	src, dst := pgtest.Pair(t)
+	db, _ := src.NewDB(t, dst)
+	src.Exec(t, db, "CREATE TABLE items (id int PRIMARY KEY)")
+	ctx := context.Background()
+	conn := []string{"--source", src.URL("postgres").Secret(), "--target", dst.URL("postgres").Secret(), "--include-databases", db}
+	for _, args := range [][]string{
+		{"init", "--yes", "--no-sync", "--include-tables", db + ".itemz"},
+		{"init", "--yes", "--no-sync", "--exclude-tables", db + ".public.itemz"},
+		{"validate", "--include-tables", db + ".itemz"},
+		{"verify", "--include-tables", db + ".itemz"},
+		{"sync", "--schema-only-tables", db + ".itemz"},
+	} {
+		code, _, errOut := run(ctx, false, "", append(args, conn...)...)
+		if code != clio.ExitUsage || !strings.Contains(errOut, "no such table") || !strings.Contains(errOut, "did you mean "+db+".") {
+			t.Errorf("%v: exit %d, stderr %s", args[:2], code, errOut)
+		}
+	}
+	var exists bool
+	if err := dst.Conn(t, "postgres").QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", db).Scan(&exists); err != nil || exists {
+		t.Fatalf("init with a selection matching nothing created the target database (%v)", err)
+	}
+	// An entry that matches still works.
+	if code, _, errOut := run(ctx, false, "", append([]string{"validate", "--include-tables", db + ".items"}, conn...)...); code != 0 {
+		t.Fatalf("validate with a matching entry: exit %d\n%s", code, errOut)
+	}
+}

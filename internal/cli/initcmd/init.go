@@ -115,6 +115,9 @@ func Run(ctx context.Context, opts *Options) error {
 	if opts.RemoteAPI != "" && !opts.Local {
 		return runRemote(ctx, opts, eng)
 	}
+	if err := cmdutil.CheckSelection(ctx, src, rules, &opts.Selection); err != nil {
+		return err
+	}
 	io := opts.IO
 
 	est, err := replicator.Estimate(ctx, eng)

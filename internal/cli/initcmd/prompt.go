@@ -56,7 +56,7 @@ func pickTables(ctx context.Context, opts *Options, src pg.URL, est []replicator
 	io := opts.IO
 	var tables []string // db.schema.table
 	for _, d := range est {
-		ts, err := listTables(ctx, src.WithDatabase(d.Name))
+		ts, err := cmdutil.ListTables(ctx, src.WithDatabase(d.Name))
 		if err != nil {
 			return err
 		}
@@ -132,33 +132,6 @@ func pick(ans string, names []string, alias ...string) (idx []int, bad string) {
 		}
 	}
 	return idx, ""
-}
-
-func listTables(ctx context.Context, u pg.URL) ([]string, error) {
-	c, err := pg.Connect(ctx, u, "source")
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close(context.WithoutCancel(ctx))
-	rows, err := c.Query(ctx, `SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
-		  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
-		ORDER BY 1`)
-	if err != nil {
-		return nil, fmt.Errorf("source %s: list tables: %w", u.Database(), err)
-	}
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, fmt.Errorf("source %s: list tables: %w", u.Database(), err)
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("source %s: list tables: %w", u.Database(), err)
-	}
-	return out, nil
 }
 
 // fix is a change the user chose to make on the source before the copy.

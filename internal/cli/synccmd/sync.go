@@ -76,6 +76,9 @@ func run(ctx context.Context, opts *Options) error {
 	if err != nil {
 		return err
 	}
+	if err := cmdutil.CheckSelection(ctx, src, rules, &opts.Selection); err != nil {
+		return err
+	}
 	sub, err := opts.Sub.Options()
 	if err != nil {
 		return err

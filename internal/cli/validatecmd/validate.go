@@ -72,6 +72,9 @@ func run(ctx context.Context, opts *Options) error {
 	if err != nil {
 		return err
 	}
+	if err := cmdutil.CheckSelection(ctx, src, rules, &opts.Selection); err != nil {
+		return err
+	}
 	ps, err := logical.Validate(ctx, logical.ValidateOptions{Source: src, Target: dst, Rules: rules, NoSync: opts.NoSync})
 	if err != nil {
 		return err

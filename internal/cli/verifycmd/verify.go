@@ -87,6 +87,9 @@ func run(ctx context.Context, opts *Options) error {
 	if err != nil {
 		return err
 	}
+	if err := cmdutil.CheckSelection(ctx, src, rules, &opts.Selection); err != nil {
+		return err
+	}
 	vo := verifier.Options{
 		Source: src, Target: dst, Rules: rules,
 		Jobs: opts.Jobs, ChunkRows: opts.ChunkRows, MaxRanges: opts.MaxRanges,
