@@ -161,8 +161,12 @@ func Run(ctx context.Context, opts *Options) error {
 	}
 
 	pr := progress.New(io.ErrOut, io.IsStderrTTY())
+	start := time.Now()
 	sum, err := replicator.Init(ctx, eng, pr)
 	pr.Close()
+	if sum != nil && sum.Duration == 0 {
+		sum.Duration = time.Since(start) // a failed run ends without its total
+	}
 	if sum != nil {
 		printSummary(opts, sum)
 	}

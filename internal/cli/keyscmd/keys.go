@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
+	"github.com/serenorg/postgres-seren-replicator/internal/sqlitedb"
 )
 
 // Options are the parsed flags of `keys`.
@@ -74,8 +77,21 @@ then revoke the old one. Revocation takes effect at once, even while serve runs.
 	return cmd
 }
 
+func config(opts *Options) backends.Config {
+	return backends.FromEnv(backends.Config{Backend: backends.Embedded, DataDir: opts.DataDir, Now: opts.Now})
+}
+
 func open(ctx context.Context, opts *Options) (*backends.Set, error) {
-	return backends.Open(ctx, backends.FromEnv(backends.Config{Backend: backends.Embedded, DataDir: opts.DataDir, Now: opts.Now}), backends.ForKeys)
+	return backends.Open(ctx, config(opts), backends.ForKeys)
+}
+
+// exists reports whether the data directory holds a service database:
+// list and revoke only read, and must not create one (under $HOME when
+// --data-dir is not given).
+func exists(opts *Options) (string, bool) {
+	dir := config(opts).DataDir
+	_, err := os.Stat(filepath.Join(dir, sqlitedb.FileName))
+	return dir, err == nil
 }
 
 func runCreate(ctx context.Context, opts *Options) error {
@@ -124,6 +140,13 @@ func runList(ctx context.Context, opts *Options) error {
 	if err := opts.Output.Check(); err != nil {
 		return err
 	}
+	if dir, ok := exists(opts); !ok {
+		if opts.Output.JSON() {
+			return clio.WriteJSON(opts.IO.Out, []keyView{})
+		}
+		fmt.Fprintf(opts.IO.ErrOut, "No API keys: no service data in %s (pass --data-dir, or create one with: postgres-seren-replicator keys create --name NAME)\n", dir)
+		return nil
+	}
 	set, err := open(ctx, opts)
 	if err != nil {
 		return err
@@ -163,6 +186,9 @@ func runList(ctx context.Context, opts *Options) error {
 func runRevoke(ctx context.Context, opts *Options) error {
 	if err := opts.Output.Check(); err != nil {
 		return err
+	}
+	if dir, ok := exists(opts); !ok {
+		return hint.Wrap(fmt.Errorf("revoke key %s: %w (no service data in %s)", opts.Name, apikeys.ErrNotFound, dir), "pass the serve's --data-dir")
 	}
 	set, err := open(ctx, opts)
 	if err != nil {

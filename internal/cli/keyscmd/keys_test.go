@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -129,5 +130,34 @@ func TestKeysDoNotCreateAMasterKey(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "master.key")); !os.IsNotExist(err) {
 		t.Fatalf("keys create made a master key file: %v", err)
+	}
+}
+
+// keys list and revoke only read: without --data-dir they must not create
+// a service database under the home directory.
+func TestListWithoutDataDirCreatesNothing(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	t.Setenv("XDG_DATA_HOME", "")
+	t.Setenv("SEREN_DATA_DIR", "")
+	io, _, out, _ := iostreams.Test()
+	if err := runList(context.Background(), &Options{IO: io, Output: clio.Output{Format: "json"}}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(out.String()) != "[]" {
+		t.Fatalf("keys list -o json: %q, want []", out)
+	}
+	if err := runRevoke(context.Background(), &Options{IO: io, Name: "me"}); err == nil {
+		t.Fatal("revoke of a key in no database succeeded")
+	}
+	var files []string
+	_ = filepath.WalkDir(home, func(p string, d fs.DirEntry, err error) error {
+		if p != home {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if len(files) > 0 {
+		t.Fatalf("keys list/revoke created %v", files)
 	}
 }

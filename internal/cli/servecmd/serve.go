@@ -84,7 +84,7 @@ adopts them. The listen URL is printed on stdout; logs go to stderr.`,
 	f.IntVar(&opts.MaxConcurrentJobs, "max-concurrent-jobs", service.DefaultMaxConcurrentJobs, "workers running at once")
 	f.IntVar(&opts.MaxQueuedJobs, "max-queued-jobs", 0, "jobs accepted beyond --max-concurrent-jobs that wait in the queue (0: submit answers 429 instead)")
 	f.DurationVar(&opts.JobTimeoutDefault, "job-timeout-default", jobs.DefaultJobTimeout, "timeout of jobs submitted without options.job_timeout")
-	f.StringVar(&opts.WorkerBinary, "worker-binary", "", "executable started as `worker` (default: this program)")
+	f.StringVar(&opts.WorkerBinary, "worker-binary", "", "executable started as the worker of each job (default: this program)")
 	f.Float64Var(&opts.RateLimit, "rate-limit", api.DefaultRateLimit, "API requests per second over all clients (negative: no limit)")
 	f.StringVar(&opts.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.DurationVar(&opts.HeartbeatTimeout, "heartbeat-timeout", service.DefaultHeartbeatTimeout, "a running job whose worker has not heartbeated this long is re-queued")
@@ -129,6 +129,11 @@ func run(ctx context.Context, opts *Options) error {
 			return clio.Usage(fmt.Errorf("--worker-binary: %w", err))
 		}
 	}
+	release, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer release()
 	set, err := backends.Open(ctx, cfg, backends.ForServe)
 	if err != nil {
 		return err

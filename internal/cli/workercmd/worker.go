@@ -42,8 +42,9 @@ type Options struct {
 func New(io *iostreams.IOStreams) *cobra.Command {
 	opts := &Options{IO: io}
 	cmd := &cobra.Command{
-		Use:   "worker --job-id ID",
-		Short: "Run one job of the job service (started by serve, or on an AWS worker instance)",
+		Use:    "worker --job-id ID",
+		Hidden: true, // started by serve and AWS workers, not by people
+		Short:  "Run one job of the job service (started by serve, or on an AWS worker instance)",
 		Long: `worker runs one job of the job service: it loads the job, marks it running,
 decrypts its credentials, runs the command with the job's filter and options,
 writes progress and log lines into the service's store, and records the outcome.
