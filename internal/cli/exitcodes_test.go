@@ -105,6 +105,7 @@ func TestExitCodesMatchREADME(t *testing.T) {
 		{name: "extra argument", args: []string{"version", "extra"}, code: 2, stderr: "extra"},
 		{name: "bad flag value in words", args: []string{"init", "-j", "abc"}, code: 2, stderr: `--jobs "abc": want a whole number`},
 		{name: "unknown flag, suggestion", args: []string{"verify", "--jbos", "3"}, code: 2, stderr: "did you mean --jobs?"},
+		{name: "bad duration in words", args: []string{"status", "--watch", "--interval", "soon"}, code: 2, stderr: `--interval "soon": want a duration`},
 		{name: "bad output format", args: []string{"status", "-o", "yaml"}, code: 2, stderr: "use table or json"},
 		{name: "differences/blockers: status broken", args: append([]string{"status"}, conn...), code: 3, stderr: db + " is broken"},
 		{name: "declined at the prompt", tty: true, stdin: "n\n", args: append([]string{"sync", "--force"}, conn...), code: 4, stderr: "nothing was changed"},

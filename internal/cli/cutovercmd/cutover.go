@@ -74,7 +74,7 @@ undone for the databases not yet cut over.`,
 	opts.Conn.Add(cmd)
 	opts.Selection.Add(cmd)
 	fl := cmd.Flags()
-	fl.DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "how long to wait for the target to catch up, per database")
+	clio.DurationVar(fl, &opts.Timeout, "timeout", 5*time.Minute, "how long to wait for the target to catch up, per database")
 	fl.BoolVar(&opts.DryRun, "dry-run", false, "show the steps and the current lag; change nothing")
 	fl.BoolVar(&opts.BlockWrites, "block-writes", false, "make the source databases read-only and end their client sessions first")
 	fl.BoolVar(&opts.SkipWait, "skip-wait", false, "do not wait for the target to catch up (for a broken set-up: copy sequences and drop what is left)")

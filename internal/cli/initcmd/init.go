@@ -77,7 +77,7 @@ starts over). The source keeps taking writes the whole time.`,
 	f.BoolVar(&opts.Local, "local", false, "run here even when a remote API is configured")
 	f.StringVar(&opts.RemoteAPI, "remote-api", "", "job service URL (env SEREN_REMOTE_API)")
 	f.StringVar(&opts.APIKey, "api-key", "", "job service API key (prefer env SEREN_API_KEY)")
-	f.Int64Var(&opts.JobTimeout, "job-timeout", 28800, "remote job timeout in seconds")
+	clio.SecondsVar(f, &opts.JobTimeout, "job-timeout", 28800, "remote job timeout (8h, 90m, or seconds)")
 	f.StringVar(&opts.PgBinDir, "pg-bin-dir", "", "directory holding pg_dump/pg_restore (default: newest found)")
 	opts.Output.Add(cmd)
 	f.Int64Var(&opts.SplitBytes, "split-table-bytes", 0, "split tables larger than this many bytes into ranges copied in parallel (default 256 MiB)")

@@ -66,7 +66,7 @@ with --watch).`,
 	fl := cmd.Flags()
 	opts.Output.Add(cmd)
 	fl.BoolVarP(&opts.Watch, "watch", "w", false, "refresh until interrupted")
-	fl.DurationVar(&opts.Interval, "interval", 2*time.Second, "refresh interval with --watch")
+	clio.DurationVar(fl, &opts.Interval, "interval", 2*time.Second, "refresh interval with --watch")
 	return cmd
 }
 

@@ -68,7 +68,7 @@ Exit status: 0 identical, 3 a table differs or is missing, 1 error.`,
 	opts.Output.Add(cmd)
 	fl.Int64Var(&opts.ChunkRows, "chunk-rows", verifier.DefaultChunkRows, "rows per key range")
 	fl.IntVar(&opts.MaxRanges, "max-ranges", verifier.DefaultMaxRanges, "differing key ranges reported per table")
-	fl.DurationVar(&opts.CatchupTimeout, "catchup-timeout", verifier.DefaultCatchupTimeout, "while sync runs, how long to wait for the target to catch up (0: do not wait)")
+	clio.DurationVar(fl, &opts.CatchupTimeout, "catchup-timeout", verifier.DefaultCatchupTimeout, "while sync runs, how long to wait for the target to catch up (0: do not wait)")
 	fl.IntVar(&opts.Rechecks, "rechecks", verifier.DefaultRechecks, "while sync runs, how often to compare differing ranges again after another catch-up")
 	return cmd
 }

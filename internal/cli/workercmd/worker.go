@@ -62,10 +62,10 @@ Exit status: 0 completed, 1 failed, 124 timeout, 130 cancelled or stopped.`,
 	f := cmd.Flags()
 	f.StringVar(&opts.JobID, "job-id", "", "id of the job to run (required)")
 	f.StringVar(&opts.DataDir, "data-dir", "", "the embedded service's data directory (default $"+backends.EnvDataDir+" or "+backends.DefaultDataDir()+")")
-	f.DurationVar(&opts.DefaultTimeout, "default-timeout", jobs.DefaultJobTimeout, "timeout of jobs that set no job_timeout")
+	clio.DurationVar(f, &opts.DefaultTimeout, "default-timeout", jobs.DefaultJobTimeout, "timeout of jobs that set no job_timeout")
 	f.StringVar(&opts.PgBinDir, "pg-bin-dir", "", "directory holding pg_dump/pg_restore (default: newest found)")
 	f.IntVar(&opts.Parallel, "jobs", cmdutil.DefaultJobs(), "parallel COPY streams and index builds")
-	f.DurationVar(&opts.HeartbeatEvery, "heartbeat-every", worker.DefaultHeartbeatEvery, "heartbeat interval")
+	clio.DurationVar(f, &opts.HeartbeatEvery, "heartbeat-every", worker.DefaultHeartbeatEvery, "heartbeat interval")
 	_ = f.MarkHidden("heartbeat-every")
 	return cmd
 }
