@@ -6,6 +6,7 @@ package initcmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -38,6 +39,7 @@ type Options struct {
 	APIKey        string
 	JobTimeout    int64
 	PgBinDir      string
+	Detach        bool
 	Output        clio.Output
 	SplitBytes    int64
 }
@@ -76,6 +78,7 @@ starts over). The source keeps taking writes the whole time.`,
 	f.BoolVar(&opts.NoInteractive, "no-interactive", false, "do not offer interactive database/table selection")
 	f.BoolVar(&opts.Local, "local", false, "run here even when a remote API is configured")
 	f.StringVar(&opts.RemoteAPI, "remote-api", "", "job service URL (env SEREN_REMOTE_API)")
+	f.BoolVar(&opts.Detach, "detach", false, "remote: submit the job, print its id and return (follow it later with jobs show ID --follow)")
 	f.StringVar(&opts.APIKey, "api-key", "", "job service API key (prefer env SEREN_API_KEY)")
 	clio.SecondsVar(f, &opts.JobTimeout, "job-timeout", 28800, "remote job timeout (8h, 90m, or seconds)")
 	f.StringVar(&opts.PgBinDir, "pg-bin-dir", "", "directory holding pg_dump/pg_restore (default: newest found)")
@@ -111,6 +114,9 @@ func Run(ctx context.Context, opts *Options) error {
 		Subscription: sub,
 		Source:       src, Target: dst, Rules: rules, Jobs: opts.Jobs, DropExisting: opts.DropExisting,
 		NoSync: opts.NoSync, NoResume: opts.NoResume, PgBinDir: opts.PgBinDir, SplitBytes: opts.SplitBytes,
+	}
+	if opts.Detach && (opts.RemoteAPI == "" || opts.Local) {
+		return clio.Usage(errors.New("--detach is for jobs on the job service: set --remote-api (or SEREN_REMOTE_API) and do not pass --local"))
 	}
 	if opts.RemoteAPI != "" && !opts.Local {
 		return runRemote(ctx, opts, eng)

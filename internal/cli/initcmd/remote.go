@@ -94,6 +94,22 @@ func runRemote(ctx context.Context, opts *Options, eng replicator.Options) error
 	if opts.Output.JSON() {
 		ids = io.ErrOut // stdout carries the final job as JSON
 	}
+	if opts.Detach {
+		// Submit and go: the job id is the document.
+		if opts.Output.JSON() {
+			if err := clio.WriteJSON(io.Out, struct {
+				JobID   string `json:"job_id"`
+				TraceID string `json:"trace_id"`
+			}{sub.JobID, sub.TraceID}); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintln(io.Out, sub.JobID)
+		}
+		fmt.Fprintf(io.ErrOut, "Submitted to %s as job %s (trace %s). Follow it with: postgres-seren-replicator jobs show %s --follow\n",
+			client.BaseURL, sub.JobID, sub.TraceID, sub.JobID)
+		return nil
+	}
 	fmt.Fprintf(ids, "Job ID: %s\nTrace ID: %s\n", sub.JobID, sub.TraceID)
 	fmt.Fprintf(io.ErrOut, "Submitted to %s. Following the job (Ctrl-C stops following; the job keeps running).\n", client.BaseURL)
 

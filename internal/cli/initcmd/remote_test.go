@@ -247,3 +247,26 @@ func TestRemoteInitRefusesWhatTheServiceCannotDo(t *testing.T) {
 		})
 	}
 }
+
+// --detach submits, prints the job id alone on stdout and returns at once;
+// the job stays queued on the service.
+func TestRemoteInitDetach(t *testing.T) {
+	b := remoteSetup(t, nil)
+	opts, out, errOut := b.options()
+	opts.Detach = true
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := Run(ctx, opts); err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	j := b.onlyJob(t)
+	if got := strings.TrimSpace(out.String()); got != j.ID {
+		t.Fatalf("stdout %q, want the job id %s", got, j.ID)
+	}
+	if !strings.Contains(errOut.String(), "jobs show "+j.ID+" --follow") {
+		t.Fatalf("stderr does not say how to follow:\n%s", errOut)
+	}
+	if cur, _ := b.env.Store.Get(context.Background(), j.ID); cur.Status.Terminal() {
+		t.Fatalf("job %s after --detach", cur.Status)
+	}
+}
