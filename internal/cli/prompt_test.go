@@ -31,8 +31,13 @@ type term struct {
 
 func startTerm(t *testing.T, args ...string) *term {
 	t.Helper()
+	return startTermEnv(t, []string{"NO_COLOR=1"}, args...)
+}
+
+func startTermEnv(t *testing.T, env []string, args ...string) *term {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), runAsCLI+"=1", "NO_COLOR=1")
+	cmd.Env = append(append(os.Environ(), runAsCLI+"=1", "NO_COLOR=", "TERM=xterm"), env...)
 	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 50, Cols: 250})
 	if err != nil {
 		t.Fatal(err)
@@ -203,5 +208,22 @@ func TestInitTerminalCtrlCAtEachPrompt(t *testing.T) {
 			}
 			unchanged(t, src, dst, db)
 		})
+	}
+}
+
+// On a terminal BLOCKER/WARNING are coloured, unless NO_COLOR is set.
+func TestValidateColourOnTerminal(t *testing.T) {
+	src, dst := pgtest.Pair(t)
+	db := promptDB(t, src, dst)
+	args := []string{"validate", "--source", src.URL("postgres").Secret(), "--target", dst.URL("postgres").Secret(), "--include-databases", db}
+	tm := startTermEnv(t, nil, args...)
+	tm.exit()
+	if !strings.Contains(tm.text(), "\x1b[33mWARNING") {
+		t.Fatalf("no coloured WARNING on a terminal:\n%q", tm.text())
+	}
+	tm = startTerm(t, args...) // NO_COLOR=1
+	tm.exit()
+	if s := tm.text(); !strings.Contains(s, "WARNING") || strings.Contains(s, "\x1b[") {
+		t.Fatalf("NO_COLOR: want WARNING without escapes:\n%q", s)
 	}
 }

@@ -150,7 +150,7 @@ func checkFirst(ctx context.Context, opts *Options, eng *replicator.Options) ([]
 	}
 	if len(ps) > 0 {
 		fmt.Fprintln(io.ErrOut)
-		if err := cmdutil.WriteProblems(io.ErrOut, ps); err != nil {
+		if err := cmdutil.WriteProblems(io.ErrOut, ps, io.ColorErr()); err != nil {
 			return nil, err
 		}
 	}

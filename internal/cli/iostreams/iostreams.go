@@ -95,6 +95,15 @@ func (s *IOStreams) IsStderrTTY() bool { return s.errTTY }
 // IsStdoutTTY reports whether data goes to a terminal (tables vs. data).
 func (s *IOStreams) IsStdoutTTY() bool { return s.outTTY }
 
+// ColorOut reports whether stdout may be coloured: a terminal, and
+// neither NO_COLOR (https://no-color.org) nor TERM=dumb set.
+func (s *IOStreams) ColorOut() bool { return s.outTTY && colorAllowed() }
+
+// ColorErr is ColorOut for stderr.
+func (s *IOStreams) ColorErr() bool { return s.errTTY && colorAllowed() }
+
+func colorAllowed() bool { return os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb" }
+
 // ErrNotConfirmed is returned when the user answers no.
 var ErrNotConfirmed = errors.New("not confirmed")
 

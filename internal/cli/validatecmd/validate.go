@@ -88,7 +88,7 @@ func run(ctx context.Context, opts *Options) error {
 		if err := enc.Encode(ps); err != nil {
 			return err
 		}
-	} else if err := cmdutil.WriteProblems(opts.IO.Out, ps); err != nil {
+	} else if err := cmdutil.WriteProblems(opts.IO.Out, ps, opts.IO.ColorOut()); err != nil {
 		return err
 	}
 	blockers, warnings := 0, 0
