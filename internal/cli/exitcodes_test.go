@@ -160,3 +160,16 @@ func TestSelectionMatchingNothing(t *testing.T) {
 		t.Fatalf("validate with a matching entry: exit %d\n%s", code, errOut)
 	}
 }
+
+// A libpq key/value connection string works like a URL.
+func TestKeyValueConnectionString(t *testing.T) {
+	src, dst := pgtest.Pair(t)
+	db, _ := src.NewDB(t, dst)
+	u := src.URL(db)
+	host, port, _ := strings.Cut(u.Host(), ":")
+	kv := "host=" + host + " port=" + port + " dbname=" + db + " user=" + u.User() + " password='" + u.Password() + "'"
+	code, out, errOut := run(context.Background(), false, "", "status", "-o", "json", "--source", kv, "--target", dst.URL("postgres").Secret(), "--include-databases", db)
+	if code != 0 || !strings.Contains(out, `"database": "`+db+`"`) {
+		t.Fatalf("status with a key/value source: exit %d\n%s\n%s", code, out, errOut)
+	}
+}

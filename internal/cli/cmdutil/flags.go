@@ -45,9 +45,13 @@ func parseOne(name, v, env string) (pg.URL, error) {
 		v = os.Getenv(env)
 	}
 	if v == "" {
-		return pg.URL{}, clio.Usagef("--%s is required (a postgres:// URL, or set %s)", name, env)
+		return pg.URL{}, clio.Usagef("--%s is required (a postgres:// URL or host=… dbname=… string, or set %s)", name, env)
 	}
-	u, err := pg.ParseURL(v)
+	parse := pg.ParseURL
+	if pg.IsKeyValue(v) {
+		parse = pg.ParseKeyValue // libpq's host=… dbname=… form
+	}
+	u, err := parse(v)
 	if err != nil {
 		return pg.URL{}, clio.Usagef("--%s: %v", name, err)
 	}
