@@ -8,7 +8,7 @@ import (
 func TestParseKeyValue(t *testing.T) {
 	for in, want := range map[string]string{
 		"host=db.example.com port=5433 dbname=app user=u password=secret": "postgres://u:secret@db.example.com:5433/app",
-		"host=db dbname=app user=u password='p w\\'x' sslmode=require":   "postgres://u:p%20w%27x@db/app?sslmode=require",
+		"host=db dbname=app user=u password='p w\\'x' sslmode=require":    "postgres://u:p%20w%27x@db/app?sslmode=require",
 		"host=/var/run/postgresql dbname=app":                             "postgres:///app?host=%2Fvar%2Frun%2Fpostgresql",
 	} {
 		u, err := ParseKeyValue(in)
