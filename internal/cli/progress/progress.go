@@ -26,7 +26,7 @@ type Printer struct {
 	lastPlain time.Time
 	lastBytes int64
 	lastAt    time.Time
-	rate      float64 // bytes/s, smoothed
+	rate      float64   // bytes/s, smoothed
 	copyFrom  time.Time // when the current database's first bytes were seen
 	copyBase  int64     // BytesCopied then
 	stop      chan struct{}
