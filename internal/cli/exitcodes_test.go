@@ -173,3 +173,19 @@ func TestKeyValueConnectionString(t *testing.T) {
 		t.Fatalf("status with a key/value source: exit %d\n%s\n%s", code, out, errOut)
 	}
 }
+
+// -q leaves the result and errors, and silences the talk.
+func TestQuiet(t *testing.T) {
+	src, dst := pgtest.Pair(t)
+	db, _ := src.NewDB(t, dst)
+	src.Exec(t, db, "CREATE TABLE nokey (v int)")
+	ctx := context.Background()
+	conn := []string{"--source", src.URL("postgres").Secret(), "--target", dst.URL("postgres").Secret(), "--include-databases", db}
+	code, out, errOut := run(ctx, false, "", append([]string{"validate", "-q"}, conn...)...)
+	if code != 0 || !strings.Contains(out, "WARNING") || errOut != "" {
+		t.Fatalf("validate -q: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if code, _, errOut := run(ctx, false, "", append([]string{"validate", "-q", "-o", "yaml"}, conn...)...); code != 2 || !strings.Contains(errOut, "Error:") {
+		t.Fatalf("an error under -q: exit %d, stderr %q", code, errOut)
+	}
+}

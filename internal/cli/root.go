@@ -68,6 +68,19 @@ Typical flow:
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(clio.FlagError)
+	var quiet bool
+	root.PersistentFlags().BoolVarP(&quiet, "quiet", "q", false, "print only the result and errors (no progress, notes or warnings)")
+	root.PersistentFlags().BoolVarP(&io.Verbose, "verbose", "v", false, "more detail (a remote job's log lines also on a terminal)")
+	root.PersistentPreRunE = func(c *cobra.Command, args []string) error {
+		if quiet && io.Verbose {
+			return clio.Usagef("-q and -v contradict each other")
+		}
+		if quiet {
+			io.SetQuiet()
+		}
+		return nil
+	}
+	cobra.EnableTraverseRunHooks = true // root's hook and a group's (jobs) both run
 	// One line per command.
 	root.AddCommand(
 		versioncmd.New(io),

@@ -79,15 +79,16 @@ func Code(err error) int {
 
 // PrintError prints err as "Error: …" with its hint as "Try: …" on
 // stderr and returns its exit code.
-func PrintError(io *iostreams.IOStreams, err error) int {
+func PrintError(ios *iostreams.IOStreams, err error) int {
 	code := Code(err)
+	w := ios.ErrWriter()
 	if code == ExitDeclined {
-		fmt.Fprintln(io.ErrOut, "Aborted: nothing was changed.")
+		fmt.Fprintln(w, "Aborted: nothing was changed.")
 		return code
 	}
-	fmt.Fprintf(io.ErrOut, "Error: %v\n", err)
+	fmt.Fprintf(w, "Error: %v\n", err)
 	if h := hint.Of(err); h != "" {
-		fmt.Fprintf(io.ErrOut, "Try: %s\n", h)
+		fmt.Fprintf(w, "Try: %s\n", h)
 	}
 	return code
 }

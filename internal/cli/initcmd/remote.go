@@ -114,7 +114,7 @@ func runRemote(ctx context.Context, opts *Options, eng replicator.Options) error
 	fmt.Fprintf(io.ErrOut, "Submitted to %s. Following the job (Ctrl-C stops following; the job keeps running).\n", client.BaseURL)
 
 	v, err := jobclient.Follow(ctx, io.ErrOut, client, sub.JobID, jobclient.FollowOptions{
-		TTY: io.IsStderrTTY(), Logs: true, Interval: remoteFollowInterval,
+		TTY: io.IsStderrTTY(), Logs: true, Verbose: io.Verbose, Interval: remoteFollowInterval,
 	})
 	if err != nil {
 		if ctx.Err() != nil {

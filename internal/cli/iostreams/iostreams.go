@@ -23,7 +23,11 @@ type IOStreams struct {
 	Out    io.Writer
 	ErrOut io.Writer
 
+	// Verbose asks for more detail (-v).
+	Verbose bool
+
 	inTTY, outTTY, errTTY bool
+	talk                  io.Writer // stderr before SetQuiet: prompts and errors
 	once                  sync.Once
 	lines                 chan lineOrErr // fed by one reader, so answers are not lost to read-ahead
 }
@@ -55,7 +59,7 @@ func (s *IOStreams) readLine(ctx context.Context) (string, error) {
 	})
 	select {
 	case <-ctx.Done():
-		fmt.Fprintln(s.ErrOut)
+		fmt.Fprintln(s.ErrWriter())
 		return "", ctx.Err()
 	case l := <-s.lines:
 		return strings.TrimSpace(l.line), l.err
@@ -95,6 +99,23 @@ func (s *IOStreams) IsStderrTTY() bool { return s.errTTY }
 // IsStdoutTTY reports whether data goes to a terminal (tables vs. data).
 func (s *IOStreams) IsStdoutTTY() bool { return s.outTTY }
 
+// SetQuiet silences talk on stderr (-q): progress, notes and warnings go
+// nowhere; prompts and errors still reach the user.
+func (s *IOStreams) SetQuiet() {
+	if s.talk == nil {
+		s.talk = s.ErrOut
+		s.ErrOut = io.Discard
+	}
+}
+
+// ErrWriter is where errors and prompts go: stderr, even under -q.
+func (s *IOStreams) ErrWriter() io.Writer {
+	if s.talk != nil {
+		return s.talk
+	}
+	return s.ErrOut
+}
+
 // ColorOut reports whether stdout may be coloured: a terminal, and
 // neither NO_COLOR (https://no-color.org) nor TERM=dumb set.
 func (s *IOStreams) ColorOut() bool { return s.outTTY && colorAllowed() }
@@ -110,10 +131,10 @@ var ErrNotConfirmed = errors.New("not confirmed")
 // Confirm asks a yes/no question on stderr and reads the answer from
 // stdin. End of input is "no"; Ctrl-C returns ctx's error.
 func (s *IOStreams) Confirm(ctx context.Context, question string) (bool, error) {
-	fmt.Fprintf(s.ErrOut, "%s [y/N]: ", question)
+	fmt.Fprintf(s.ErrWriter(), "%s [y/N]: ", question)
 	line, err := s.readLine(ctx)
 	if errors.Is(err, io.EOF) {
-		fmt.Fprintln(s.ErrOut)
+		fmt.Fprintln(s.ErrWriter())
 		return false, nil
 	}
 	if err != nil {
@@ -126,10 +147,10 @@ func (s *IOStreams) Confirm(ctx context.Context, question string) (bool, error) 
 // Ask reads one line after printing prompt on stderr. End of input is
 // ErrNotConfirmed (cancel, nothing changed); Ctrl-C returns ctx's error.
 func (s *IOStreams) Ask(ctx context.Context, prompt string) (string, error) {
-	fmt.Fprint(s.ErrOut, prompt)
+	fmt.Fprint(s.ErrWriter(), prompt)
 	line, err := s.readLine(ctx)
 	if errors.Is(err, io.EOF) {
-		fmt.Fprintln(s.ErrOut)
+		fmt.Fprintln(s.ErrWriter())
 		return "", ErrNotConfirmed
 	}
 	return line, err

@@ -24,6 +24,8 @@ type FollowOptions struct {
 	// Logs streams the job's log lines (when not a TTY) instead of
 	// progress lines.
 	Logs bool
+	// Verbose streams the log lines on a terminal too.
+	Verbose bool
 	// Interval between status polls (default 1s).
 	Interval time.Duration
 }
@@ -42,7 +44,7 @@ func Follow(ctx context.Context, w io.Writer, c *apiclient.Client, id string, o 
 	logCtx, stopLogs := context.WithCancel(ctx)
 	defer stopLogs()
 	var logErr error
-	if o.Logs && !o.TTY {
+	if o.Logs && (!o.TTY || o.Verbose) {
 		logWG.Add(1)
 		go func() {
 			defer logWG.Done()
