@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	stdio "io"
+	"regexp"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/google/uuid"
@@ -13,6 +17,7 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/jobclient"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
+	"github.com/serenorg/postgres-seren-replicator/internal/joblog"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
 	"github.com/serenorg/postgres-seren-replicator/internal/replicator"
 )
@@ -127,6 +132,11 @@ func runRemote(ctx context.Context, opts *Options, eng replicator.Options) error
 			return err
 		}
 	}
+	if io.IsStderrTTY() && !io.Verbose {
+		// On a terminal the log was not streamed: end with what the
+		// local run shows, the warnings and the phase table.
+		remoteSummary(ctx, io.ErrOut, client, v.JobID)
+	}
 	if v.Status != jobs.StatusCompleted {
 		return jobclient.OutcomeError(v)
 	}
@@ -184,4 +194,47 @@ type apiSubmit struct{ JobID, TraceID string }
 func isUsage(err error) bool {
 	var ec interface{ ExitCode() int }
 	return errors.As(err, &ec) && ec.ExitCode() == 2
+}
+
+var phaseLine = regexp.MustCompile(`^phase (\S+) (\S+): (\S+) ?(.*)$`)
+
+// remoteSummary prints a finished job's warnings and phase table, read
+// from the lines its worker logged ("warning: …", "phase DB NAME: TIME
+// DETAIL", "init done: …").
+func remoteSummary(ctx context.Context, w stdio.Writer, c *apiclient.Client, id string) {
+	var warnings, phases []string
+	var done string
+	_, err := c.Logs(ctx, id, apiclient.LogOptions{}, func(l joblog.Line) error {
+		switch {
+		case strings.HasPrefix(l.Text, "warning: "):
+			warnings = append(warnings, strings.TrimPrefix(l.Text, "warning: "))
+		case phaseLine.MatchString(l.Text):
+			phases = append(phases, l.Text)
+		case strings.HasPrefix(l.Text, "init done: "):
+			done = strings.TrimPrefix(l.Text, "init done: ")
+		}
+		return nil
+	})
+	if err != nil {
+		fmt.Fprintf(w, "Could not read the job's log for its summary: %v\n", err)
+		return
+	}
+	for _, x := range warnings {
+		fmt.Fprintf(w, "warning: %s\n", x)
+	}
+	if len(phases) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "\nDATABASE\tPHASE\tWALL TIME\tDETAIL")
+		for _, p := range phases {
+			m := phaseLine.FindStringSubmatch(p)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m[1], m[2], m[3], m[4])
+		}
+		if done != "" {
+			fmt.Fprintf(tw, "total\t\t\t%s\n", done)
+		}
+		tw.Flush()
+	}
+	if len(warnings) > 0 {
+		fmt.Fprintf(w, "%d warnings (see above)\n", len(warnings))
+	}
 }
