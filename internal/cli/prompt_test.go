@@ -169,6 +169,9 @@ func TestInitTerminalPromptOrder(t *testing.T) {
 	tm.expect("Answer f, e or i.", 1)
 	tm.send("e\r")
 	tm.expect("Proceed?", 1)
+	if !strings.Contains(tm.text(), "Your selection as flags (to run again or resume): --include-databases "+db+" --exclude-tables "+db+".public.nokey") {
+		t.Fatalf("the selection is not echoed as flags:\n%s", tm.text())
+	}
 	tm.send("n\r")
 	if code := tm.exit(); code != 4 {
 		t.Fatalf("declined: exit %d, want 4:\n%s", code, tm.text())

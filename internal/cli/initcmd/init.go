@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -154,6 +155,9 @@ func Run(ctx context.Context, opts *Options) error {
 		if err != nil {
 			return err
 		}
+		if f := selectionFlags(opts); interactive && f != "" {
+			fmt.Fprintf(io.ErrOut, "Your selection as flags (to run again or resume): %s\n", f)
+		}
 		ok, err := io.Confirm(ctx, "Proceed?")
 		if err != nil {
 			return err
@@ -245,4 +249,23 @@ func printSummary(opts *Options, sum *replicator.InitSummary) {
 	if len(sum.Warnings) > 0 {
 		fmt.Fprintf(io.ErrOut, "%d warnings (see above)\n", len(sum.Warnings))
 	}
+}
+
+// selectionFlags echoes an interactive selection as command-line flags.
+func selectionFlags(opts *Options) string {
+	var parts []string
+	if len(opts.Selection.IncludeDatabases) > 0 {
+		parts = append(parts, "--include-databases "+shellQuote(strings.Join(opts.Selection.IncludeDatabases, ",")))
+	}
+	if len(opts.Selection.ExcludeTables) > 0 {
+		parts = append(parts, "--exclude-tables "+shellQuote(strings.Join(opts.Selection.ExcludeTables, ",")))
+	}
+	return strings.Join(parts, " ")
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.,-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
