@@ -155,3 +155,30 @@ func TestJSONGolden(t *testing.T) {
 	golden(t, "jobs-show", "", 0, append([]string{"jobs", "show", sub.JobID}, api...)...)
 	golden(t, "jobs-cancel", "", 0, append([]string{"jobs", "cancel", sub.JobID}, api...)...)
 }
+
+// Shell completion offers -o values, the source's database names and the
+// key's job ids.
+func TestCompletion(t *testing.T) {
+	src, _ := pgtest.Pair(t)
+	db, _ := src.NewDB(t)
+	ctx := context.Background()
+	if _, out, _ := run(ctx, false, "", "__complete", "status", "-o", ""); !strings.Contains(out, "json") || !strings.Contains(out, "table") {
+		t.Errorf("-o completion:\n%s", out)
+	}
+	if _, out, _ := run(ctx, false, "", "__complete", "init", "--source", src.URL("postgres").Secret(), "--include-databases", ""); !strings.Contains(out, db+"\n") {
+		t.Errorf("database completion lacks %s:\n%s", db, out)
+	}
+	env := apitest.New(t, nil)
+	srv := httptest.NewServer(env.Handler)
+	t.Cleanup(srv.Close)
+	key := env.NewKey(t, "me")
+	c := &apiclient.Client{BaseURL: srv.URL, APIKey: key}
+	sub, err := c.Submit(ctx, jobs.Request{SchemaVersion: jobs.SchemaVersion, Command: jobs.CommandInit,
+		SourceURL: "postgres://u:pw@db.example.com/app", TargetURL: "postgres://u:pw@db2.example.com/app"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, out, _ := run(ctx, false, "", "__complete", "jobs", "show", "--remote-api", srv.URL, "--api-key", key, ""); !strings.Contains(out, sub.JobID) {
+		t.Errorf("job id completion lacks %s:\n%s", sub.JobID, out)
+	}
+}

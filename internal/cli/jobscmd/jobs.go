@@ -106,6 +106,9 @@ The service is --remote-api or $SEREN_REMOTE_API; the key is $SEREN_API_KEY
 			return runCancel(cmd.Context(), opts)
 		},
 	}
+	for _, c := range []*cobra.Command{show, logs, cancel} {
+		c.ValidArgsFunction = completeJobIDs(opts)
+	}
 	cmd.AddCommand(list, show, logs, cancel)
 	return cmd
 }
@@ -325,4 +328,28 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n-1] + "…"
+}
+
+// completeJobIDs completes a job id argument with the key's recent jobs.
+func completeJobIDs(opts *Options) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		c, err := jobclient.NewClient(opts.RemoteAPI, opts.APIKey)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+		defer cancel()
+		page, err := c.List(ctx, apiclient.ListOptions{Limit: 50})
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []cobra.Completion
+		for _, j := range page.Jobs {
+			out = append(out, cobra.CompletionWithDesc(j.JobID, string(j.Command)+" "+string(j.Status)))
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
 }
