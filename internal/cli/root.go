@@ -5,8 +5,6 @@ package cli
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -14,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/serenorg/postgres-seren-replicator/internal/buildinfo"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/cutovercmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/initcmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
@@ -26,29 +25,7 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/verifycmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/versioncmd"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/workercmd"
-	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 )
-
-// Exit codes (documented in README.md).
-const (
-	ExitOK        = 0
-	ExitError     = 1 // the operation failed
-	ExitUsage     = 2 // bad flags or arguments
-	ExitDifferent = 3 // verify found differences / validate found blocking problems
-	ExitCancelled = 130
-)
-
-// UsageError marks errors in flags or arguments (exit code 2).
-type UsageError struct{ Err error }
-
-func (e *UsageError) Error() string { return e.Err.Error() }
-func (e *UsageError) Unwrap() error { return e.Err }
-
-// Usagef returns a UsageError.
-func Usagef(format string, a ...any) error { return &UsageError{Err: fmt.Errorf(format, a...)} }
-
-// ExitCoder lets an error choose its exit code.
-type ExitCoder interface{ ExitCode() int }
 
 // Main runs the CLI with args (without the program name) and returns the exit code.
 func Main(args []string) int {
@@ -65,33 +42,13 @@ func Run(ctx context.Context, io *iostreams.IOStreams, args []string) int {
 	root.SetErr(io.ErrOut)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
-		return ExitOK
+		return clio.ExitOK
 	}
 	return PrintError(io, err)
 }
 
 // PrintError prints err with its hint and returns its exit code.
-func PrintError(io *iostreams.IOStreams, err error) int {
-	var ec ExitCoder
-	code := ExitError
-	switch {
-	case errors.As(err, &ec):
-		code = ec.ExitCode()
-	case errors.Is(err, context.Canceled):
-		code = ExitCancelled
-	case errors.As(err, new(*UsageError)):
-		code = ExitUsage
-	}
-	if errors.Is(err, iostreams.ErrNotConfirmed) {
-		fmt.Fprintln(io.ErrOut, "Aborted: nothing was changed.")
-		return ExitError
-	}
-	fmt.Fprintf(io.ErrOut, "Error: %v\n", err)
-	if h := hint.Of(err); h != "" {
-		fmt.Fprintf(io.ErrOut, "Try: %s\n", h)
-	}
-	return code
-}
+func PrintError(io *iostreams.IOStreams, err error) int { return clio.PrintError(io, err) }
 
 // NewRoot builds the command tree.
 func NewRoot(io *iostreams.IOStreams) *cobra.Command {
@@ -116,9 +73,20 @@ Typical flow:
 	root.Flags().BoolP("version", "V", false, "print the version and exit")
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().Bool("no-interactive", false, "never prompt for a selection (accepted by every command, as in v3)")
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &UsageError{Err: fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
-	})
+	root.SetFlagErrorFunc(clio.FlagError)
+	var quiet bool
+	root.PersistentFlags().BoolVarP(&quiet, "quiet", "q", false, "print only the result and errors (no progress, notes or warnings)")
+	root.PersistentFlags().BoolVarP(&io.Verbose, "verbose", "v", false, "more detail (a remote job's log lines also on a terminal)")
+	root.PersistentPreRunE = func(c *cobra.Command, args []string) error {
+		if quiet && io.Verbose {
+			return clio.Usagef("-q and -v contradict each other")
+		}
+		if quiet {
+			io.SetQuiet()
+		}
+		return nil
+	}
+	cobra.EnableTraverseRunHooks = true // root's hook and a group's (jobs) both run
 	// One line per command.
 	root.AddCommand(
 		versioncmd.New(io),
@@ -133,5 +101,6 @@ Typical flow:
 		keyscmd.New(io),
 		jobscmd.New(io),
 	)
+	clio.StrictArgs(root)
 	return root
 }

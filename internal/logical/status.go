@@ -203,7 +203,7 @@ func classify(st *Status, slot *SlotInfo, sub *SubInfo, haveTarget bool) {
 		st.Problems = append(st.Problems, "the source removed WAL the slot still needed (max_slot_wal_keep_size): changes are lost; re-copy with init --drop-existing")
 	case sub == nil:
 		st.State = StateNoSub
-		st.Problems = append(st.Problems, "slot "+st.Slot+" exists on the source (retaining WAL) but the target has no subscription: run sync to attach one, or cutover/teardown to drop the slot")
+		st.Problems = append(st.Problems, "slot "+st.Slot+" exists on the source (retaining WAL) but the target has no subscription: run sync to attach one, or drop the slot on the source: SELECT pg_drop_replication_slot('"+st.Slot+"');")
 	case !sub.Enabled:
 		st.State = StateDisabled
 		st.Problems = append(st.Problems, "the subscription is disabled (an apply error or ALTER SUBSCRIPTION … DISABLE): see the target's server log, then ALTER SUBSCRIPTION "+pg.Ident(st.Subscription)+" ENABLE;")

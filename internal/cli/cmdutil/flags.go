@@ -3,11 +3,15 @@
 package cmdutil
 
 import (
+	"context"
 	"os"
 	"runtime"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
+	"github.com/serenorg/postgres-seren-replicator/internal/logical"
 	"github.com/serenorg/postgres-seren-replicator/internal/pg"
 	"github.com/serenorg/postgres-seren-replicator/internal/selection"
 )
@@ -44,11 +48,15 @@ func parseOne(name, v, env string) (pg.URL, error) {
 		v = os.Getenv(env)
 	}
 	if v == "" {
-		return pg.URL{}, usageErr("--%s is required (a postgres:// URL, or set %s)", name, env)
+		return pg.URL{}, clio.Usagef("--%s is required (a postgres:// URL or host=… dbname=… string, or set %s)", name, env)
 	}
-	u, err := pg.ParseURL(v)
+	parse := pg.ParseURL
+	if pg.IsKeyValue(v) {
+		parse = pg.ParseKeyValue // libpq's host=… dbname=… form
+	}
+	u, err := parse(v)
 	if err != nil {
-		return pg.URL{}, usageErr("--%s: %v", name, err)
+		return pg.URL{}, clio.Usagef("--%s: %v", name, err)
 	}
 	return u, nil
 }
@@ -69,13 +77,16 @@ func (f *SelectionFlags) Add(cmd *cobra.Command) {
 	fl.StringArrayVar(&f.TableFilters, "table-filter", nil, `copy only rows matching a predicate: "[db.]table:SQL predicate" (repeatable)`)
 	fl.StringArrayVar(&f.TimeFilters, "time-filter", nil, `copy only recent rows: "[db.]table:column:6 months" (repeatable)`)
 	fl.StringVar(&f.ConfigFile, "config", "", "TOML rules file (flags are merged on top)")
+	for _, name := range []string{"include-databases", "exclude-databases"} {
+		_ = cmd.RegisterFlagCompletionFunc(name, completeDatabases)
+	}
 }
 
 // Rules parses the flags into selection rules.
 func (f *SelectionFlags) Rules() (*selection.Rules, error) {
 	r, err := selection.Build(f.Flags)
 	if err != nil {
-		return nil, &usage{err}
+		return nil, clio.Usage(err)
 	}
 	return r, nil
 }
@@ -97,4 +108,24 @@ func Parse(conn *ConnFlags, sel *SelectionFlags) (src, dst pg.URL, rules *select
 	}
 	rules, err = sel.Rules()
 	return
+}
+
+// completeDatabases completes database names from the source given by
+// --source or SEREN_SOURCE_URL.
+func completeDatabases(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	v := ""
+	if f := cmd.Flags().Lookup("source"); f != nil {
+		v = f.Value.String()
+	}
+	src, err := parseOne("source", v, "SEREN_SOURCE_URL")
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+	defer cancel()
+	dbs, err := logical.Databases(ctx, src, nil)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	return dbs, cobra.ShellCompDirectiveNoFileComp
 }

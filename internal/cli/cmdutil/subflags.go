@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/logical"
 )
 
@@ -37,16 +38,16 @@ func (f *SubFlags) AddTo(cmd *cobra.Command) {
 func (f *SubFlags) Options() (logical.SubOptions, error) {
 	mode, err := logical.ParsePasswordMode(f.PasswordMode)
 	if err != nil {
-		return logical.SubOptions{}, UsageError(fmt.Errorf("--subscription-password: %w", err))
+		return logical.SubOptions{}, clio.Usage(fmt.Errorf("--subscription-password: %w", err))
 	}
 	if f.Passfile != "" && mode != logical.PasswordPassfile {
-		return logical.SubOptions{}, UsageError(errors.New("--subscription-passfile needs --subscription-password passfile"))
+		return logical.SubOptions{}, clio.Usage(errors.New("--subscription-passfile needs --subscription-password passfile"))
 	}
 	o := logical.SubOptions{PasswordMode: mode, Passfile: f.Passfile, User: f.User, Host: f.Host}
 	if f.User != "" {
 		o.Password = os.Getenv(PasswordEnv)
 		if o.Password == "" && mode == logical.PasswordInline {
-			return o, UsageError(fmt.Errorf("--subscription-user %s: set its password in env %s (or use --subscription-password passfile)", f.User, PasswordEnv))
+			return o, clio.Usage(fmt.Errorf("--subscription-user %s: set its password in env %s (or use --subscription-password passfile)", f.User, PasswordEnv))
 		}
 	}
 	return o, nil

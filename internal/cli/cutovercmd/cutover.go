@@ -5,7 +5,6 @@ package cutovercmd
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/logical"
@@ -31,7 +31,7 @@ type Options struct {
 	BlockWrites bool
 	SkipWait    bool
 	Yes         bool
-	Output      string
+	Output      clio.Output
 	// Now is the clock the pause is measured with (time.Now when nil).
 	Now func() time.Time
 }
@@ -74,12 +74,12 @@ undone for the databases not yet cut over.`,
 	opts.Conn.Add(cmd)
 	opts.Selection.Add(cmd)
 	fl := cmd.Flags()
-	fl.DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "how long to wait for the target to catch up, per database")
+	clio.DurationVar(fl, &opts.Timeout, "timeout", 5*time.Minute, "how long to wait for the target to catch up, per database")
 	fl.BoolVar(&opts.DryRun, "dry-run", false, "show the steps and the current lag; change nothing")
 	fl.BoolVar(&opts.BlockWrites, "block-writes", false, "make the source databases read-only and end their client sessions first")
 	fl.BoolVar(&opts.SkipWait, "skip-wait", false, "do not wait for the target to catch up (for a broken set-up: copy sequences and drop what is left)")
 	fl.BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
-	fl.StringVarP(&opts.Output, "output", "o", "table", "output format: table or json")
+	opts.Output.Add(cmd)
 	return cmd
 }
 
@@ -99,14 +99,14 @@ type Result struct {
 
 func run(ctx context.Context, opts *Options) error {
 	io := opts.IO
-	if opts.Output != "table" && opts.Output != "json" {
-		return cmdutil.UsageError(fmt.Errorf("--output %q: use table or json", opts.Output))
+	if err := opts.Output.Check(); err != nil {
+		return err
 	}
 	if opts.Timeout <= 0 {
-		return cmdutil.UsageError(fmt.Errorf("--timeout %s: must be positive", opts.Timeout))
+		return clio.Usage(fmt.Errorf("--timeout %s: must be positive", opts.Timeout))
 	}
 	if opts.SkipWait && opts.BlockWrites {
-		return cmdutil.UsageError(errors.New("--skip-wait and --block-writes do not go together: --skip-wait is for a set-up that can no longer catch up"))
+		return clio.Usage(errors.New("--skip-wait and --block-writes do not go together: --skip-wait is for a set-up that can no longer catch up"))
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -130,18 +130,18 @@ func run(ctx context.Context, opts *Options) error {
 	}
 	if !opts.Yes {
 		if !io.CanPrompt() {
-			return cmdutil.UsageError(errors.New("cutover ends sync and needs confirmation, but there is no terminal to ask on: pass --yes (or --dry-run to see the steps)"))
+			return clio.Usage(errors.New("cutover ends sync and needs confirmation, but there is no terminal to ask on: pass --yes (or --dry-run to see the steps)"))
 		}
 		q := fmt.Sprintf("End sync for %s? Writes to the source must have stopped", strings.Join(dbs, ", "))
 		if opts.BlockWrites {
 			q = fmt.Sprintf("Make %s read-only on the source and end sync?", strings.Join(dbs, ", "))
 		}
-		ok, err := io.Confirm(q)
+		ok, err := io.Confirm(ctx, q)
 		if err != nil {
 			return err
 		}
 		if !ok {
-			return iostreams.ErrNotConfirmed
+			return clio.ErrDeclined
 		}
 	}
 
@@ -185,10 +185,8 @@ func run(ctx context.Context, opts *Options) error {
 	for i := range results {
 		results[i].WritePauseSeconds = pause.Seconds()
 	}
-	if opts.Output == "json" {
-		enc := json.NewEncoder(io.Out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(results)
+	if opts.Output.JSON() {
+		return clio.WriteJSON(io.Out, clio.List(results))
 	}
 	for _, r := range results {
 		if r.NothingToDo {
@@ -272,25 +270,41 @@ func unblock(ctx context.Context, w io.Writer, admin pg.Querier, blocked map[str
 	}
 }
 
+// Plan is the JSON output of --dry-run.
+type Plan struct {
+	DryRun    bool         `json:"dry_run"`
+	Steps     []string     `json:"steps"`
+	Databases []PlannedSet `json:"databases"`
+	// PauseSeconds is the current worst lag: writes would pause about this
+	// long plus a few seconds per database.
+	PauseSeconds float64 `json:"estimated_pause_seconds"`
+}
+
+// PlannedSet is one database of a dry run.
+type PlannedSet struct {
+	Database     string   `json:"database"`
+	State        string   `json:"state"`
+	LagBytes     *int64   `json:"lag_bytes"`
+	LagSeconds   *float64 `json:"lag_seconds"`
+	Subscription string   `json:"subscription"`
+	Slot         string   `json:"slot"`
+	Publication  string   `json:"publication"`
+	Problems     []string `json:"problems"`
+}
+
 func dryRun(ctx context.Context, opts *Options, admin pg.Querier, dst pg.URL, dbs []string) error {
-	w := opts.IO.Out
-	fmt.Fprintln(w, "Dry run: nothing is changed. cutover would, in this order:")
-	step := 1
+	plan := Plan{DryRun: true, Databases: []PlannedSet{}}
 	if opts.BlockWrites {
-		fmt.Fprintf(w, "  %d. on the source: ALTER DATABASE <db> SET default_transaction_read_only = on, and end the database's client sessions\n", step)
+		plan.Steps = append(plan.Steps, "on the source: ALTER DATABASE <db> SET default_transaction_read_only = on, and end the database's client sessions")
 	} else {
-		fmt.Fprintf(w, "  %d. (you) stop the application's writes to the source\n", step)
+		plan.Steps = append(plan.Steps, "(you) stop the application's writes to the source")
 	}
-	step++
 	if !opts.SkipWait {
-		fmt.Fprintf(w, "  %d. wait until each subscription has applied everything committed on the source (at most %s per database)\n", step, opts.Timeout)
-		step++
+		plan.Steps = append(plan.Steps, fmt.Sprintf("wait until each subscription has applied everything committed on the source (at most %s per database)", opts.Timeout))
 	}
-	fmt.Fprintf(w, "  %d. copy sequence values from source to target (setval; never moving a target sequence back)\n", step)
-	step++
-	fmt.Fprintf(w, "  %d. on the target: disable the subscription, detach it from its slot, drop it; on the source: drop the slot and the publication\n", step)
-	fmt.Fprintln(w)
-	var worst float64
+	plan.Steps = append(plan.Steps,
+		"copy sequence values from source to target (setval; never moving a target sequence back)",
+		"on the target: disable the subscription, detach it from its slot, drop it; on the source: drop the slot and the publication")
 	for _, db := range dbs {
 		d, err := logical.ConnectIfExists(ctx, dst.WithDatabase(db), "target")
 		if err != nil {
@@ -310,21 +324,36 @@ func dryRun(ctx context.Context, opts *Options, admin pg.Querier, dst pg.URL, db
 		if err != nil {
 			return fmt.Errorf("database %s: %w", db, err)
 		}
-		lag := "unknown"
-		if st.LagBytes != nil {
-			lag = fmt.Sprintf("%d bytes", *st.LagBytes)
-		}
 		if st.LagSeconds != nil {
-			lag += fmt.Sprintf(" (%s)", secs(*st.LagSeconds))
-			worst = max(worst, *st.LagSeconds)
+			plan.PauseSeconds = max(plan.PauseSeconds, *st.LagSeconds)
+		}
+		plan.Databases = append(plan.Databases, PlannedSet{Database: db, State: st.State, LagBytes: st.LagBytes, LagSeconds: st.LagSeconds,
+			Subscription: n.Subscription, Slot: n.Slot, Publication: n.Publication, Problems: clio.List(st.Problems)})
+	}
+	if opts.Output.JSON() {
+		return clio.WriteJSON(opts.IO.Out, plan)
+	}
+	w := opts.IO.Out
+	fmt.Fprintln(w, "Dry run: nothing is changed. cutover would, in this order:")
+	for i, s := range plan.Steps {
+		fmt.Fprintf(w, "  %d. %s\n", i+1, s)
+	}
+	fmt.Fprintln(w)
+	for _, p := range plan.Databases {
+		lag := "unknown"
+		if p.LagBytes != nil {
+			lag = fmt.Sprintf("%d bytes", *p.LagBytes)
+		}
+		if p.LagSeconds != nil {
+			lag += fmt.Sprintf(" (%s)", secs(*p.LagSeconds))
 		}
 		fmt.Fprintf(w, "%s: %s, lag %s; would drop subscription %s (target), slot %s and publication %s (source)\n",
-			db, st.State, lag, n.Subscription, n.Slot, n.Publication)
-		for _, p := range st.Problems {
-			fmt.Fprintf(w, "%s: %s\n", db, p)
+			p.Database, p.State, lag, p.Subscription, p.Slot, p.Publication)
+		for _, pr := range p.Problems {
+			fmt.Fprintf(w, "%s: %s\n", p.Database, pr)
 		}
 	}
-	fmt.Fprintf(w, "\nWrites would pause for about the time the target needs to catch up (now %s) plus a few seconds per database.\n", secs(worst))
+	fmt.Fprintf(w, "\nWrites would pause for about the time the target needs to catch up (now %s) plus a few seconds per database.\n", secs(plan.PauseSeconds))
 	return nil
 }
 

@@ -6,7 +6,7 @@ package initcmd
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -16,11 +16,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/progress"
 	"github.com/serenorg/postgres-seren-replicator/internal/replicator"
-	"github.com/serenorg/postgres-seren-replicator/internal/selection"
 )
 
 // Options are init's parsed flags.
@@ -42,7 +42,8 @@ type Options struct {
 	InsecureHTTP  bool
 	JobTimeout    int64
 	PgBinDir      string
-	JSON          bool
+	Detach        bool
+	Output        clio.Output
 	SplitBytes    int64
 }
 
@@ -80,11 +81,12 @@ starts over). The source keeps taking writes the whole time.`,
 	f.BoolVar(&opts.NoInteractive, "no-interactive", false, "do not offer interactive database/table selection")
 	f.BoolVar(&opts.Local, "local", false, "run here even when a remote API is configured")
 	f.StringVar(&opts.RemoteAPI, "remote-api", "", "job service URL (env SEREN_REMOTE_API)")
+	f.BoolVar(&opts.Detach, "detach", false, "remote: submit the job, print its id and return (follow it later with jobs show ID --follow)")
 	f.StringVar(&opts.APIKey, "api-key", "", "job service API key (prefer env SEREN_API_KEY)")
 	cmdutil.AddInsecureHTTPFlag(f, &opts.InsecureHTTP)
-	f.Int64Var(&opts.JobTimeout, "job-timeout", 28800, "remote job timeout in seconds")
+	clio.SecondsVar(f, &opts.JobTimeout, "job-timeout", 28800, "remote job timeout (8h, 90m, or seconds)")
 	f.StringVar(&opts.PgBinDir, "pg-bin-dir", "", "directory holding pg_dump/pg_restore (default: newest found)")
-	f.BoolVar(&opts.JSON, "json", false, "print the final summary as JSON on stdout")
+	opts.Output.Add(cmd)
 	f.Int64Var(&opts.SplitBytes, "split-table-bytes", 0, "split tables larger than this many bytes into ranges copied in parallel (default 256 MiB)")
 	_ = f.MarkHidden("split-table-bytes")
 	return cmd
@@ -98,8 +100,11 @@ func Run(ctx context.Context, opts *Options) error {
 	if opts.APIKey == "" {
 		opts.APIKey = os.Getenv("SEREN_API_KEY")
 	}
+	if err := opts.Output.Check(); err != nil {
+		return err
+	}
 	if opts.Jobs < 1 {
-		return cmdutil.UsageError(fmt.Errorf("--jobs must be at least 1, got %d", opts.Jobs))
+		return clio.Usage(fmt.Errorf("--jobs must be at least 1, got %d", opts.Jobs))
 	}
 	src, dst, rules, err := cmdutil.Parse(&opts.Conn, &opts.Selection)
 	if err != nil {
@@ -114,8 +119,14 @@ func Run(ctx context.Context, opts *Options) error {
 		Source:       src, Target: dst, Rules: rules, Jobs: opts.Jobs, DropExisting: opts.DropExisting,
 		NoSync: opts.NoSync, NoResume: opts.NoResume, PgBinDir: opts.PgBinDir, SplitBytes: opts.SplitBytes,
 	}
+	if opts.Detach && (opts.RemoteAPI == "" || opts.Local) {
+		return clio.Usage(errors.New("--detach is for jobs on the job service: set --remote-api (or SEREN_REMOTE_API) and do not pass --local"))
+	}
 	if opts.RemoteAPI != "" && !opts.Local {
 		return runRemote(ctx, opts, eng)
+	}
+	if err := cmdutil.CheckSelection(ctx, src, rules, &opts.Selection); err != nil {
+		return err
 	}
 	io := opts.IO
 
@@ -125,31 +136,50 @@ func Run(ctx context.Context, opts *Options) error {
 	}
 	interactive := io.CanPrompt() && !opts.Yes && !opts.NoInteractive && !opts.Selection.Given()
 	if interactive {
-		if est, err = pickDatabases(opts, est); err != nil {
+		if est, err = pickDatabases(ctx, opts, est); err != nil {
 			return err
 		}
-		eng.Rules, err = selection.Build(opts.Selection.Flags)
+		if err := pickTables(ctx, opts, src, est); err != nil {
+			return err
+		}
+		eng.Rules, err = opts.Selection.Rules()
 		if err != nil {
-			return cmdutil.UsageError(err)
+			return err
 		}
 	}
 	printEstimate(io, est, eng)
 	if !opts.Yes {
 		if !io.CanPrompt() {
-			return cmdutil.UsageError(fmt.Errorf("init changes the target and needs confirmation, but there is no terminal to ask on: pass --yes"))
+			return clio.Usage(fmt.Errorf("init changes the target and needs confirmation, but there is no terminal to ask on: pass --yes"))
 		}
-		ok, err := io.Confirm("Proceed?")
+		// Validate before asking: the user consents knowing the blockers
+		// and warnings, and decides about tables sync cannot carry.
+		fixes, err := checkFirst(ctx, opts, &eng)
+		if err != nil {
+			return err
+		}
+		if f := selectionFlags(opts); interactive && f != "" {
+			fmt.Fprintf(io.ErrOut, "Your selection as flags (to run again or resume): %s\n", f)
+		}
+		ok, err := io.Confirm(ctx, "Proceed?")
 		if err != nil {
 			return err
 		}
 		if !ok {
-			return iostreams.ErrNotConfirmed
+			return clio.ErrDeclined
+		}
+		if err := applyFixes(ctx, src, fixes); err != nil {
+			return err
 		}
 	}
 
 	pr := progress.New(io.ErrOut, io.IsStderrTTY())
+	start := time.Now()
 	sum, err := replicator.Init(ctx, eng, pr)
 	pr.Close()
+	if sum != nil && sum.Duration == 0 {
+		sum.Duration = time.Since(start) // a failed run ends without its total
+	}
 	if sum != nil {
 		printSummary(opts, sum)
 	}
@@ -201,8 +231,8 @@ func resumeCommand(opts *Options, eng replicator.Options, remaining []string) st
 	if opts.Local {
 		args = append(args, "--local")
 	}
-	if opts.JSON {
-		args = append(args, "--json")
+	if opts.Output.JSON() {
+		args = append(args, "-o", "json")
 	}
 	return strings.Join(append(args, "--yes"), " ")
 }
@@ -236,45 +266,9 @@ func roughETA(bytes int64, jobs int) string {
 	return "~" + d.Round(time.Second).String()
 }
 
-func pickDatabases(opts *Options, est []replicator.DatabaseEstimate) ([]replicator.DatabaseEstimate, error) {
-	io := opts.IO
-	if len(est) > 1 {
-		fmt.Fprintln(io.ErrOut, "Databases on the source:")
-		for i, d := range est {
-			fmt.Fprintf(io.ErrOut, "  %d) %s (%s)\n", i+1, d.Name, replicator.HumanBytes(d.SizeBytes))
-		}
-		ans, err := io.Ask("Copy which? (numbers separated by commas, Enter for all): ")
-		if err != nil {
-			return nil, err
-		}
-		if ans != "" {
-			var picked []replicator.DatabaseEstimate
-			for _, f := range strings.Split(ans, ",") {
-				n, err := strconv.Atoi(strings.TrimSpace(f))
-				if err != nil || n < 1 || n > len(est) {
-					return nil, cmdutil.UsageError(fmt.Errorf("%q is not a number between 1 and %d", strings.TrimSpace(f), len(est)))
-				}
-				picked = append(picked, est[n-1])
-				opts.Selection.IncludeDatabases = append(opts.Selection.IncludeDatabases, est[n-1].Name)
-			}
-			est = picked
-		}
-	}
-	ans, err := io.Ask("Tables to leave out? (db.table or db.schema.table, comma separated; Enter for none): ")
-	if err != nil {
-		return nil, err
-	}
-	for _, f := range strings.Split(ans, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			opts.Selection.ExcludeTables = append(opts.Selection.ExcludeTables, f)
-		}
-	}
-	return est, nil
-}
-
 func printSummary(opts *Options, sum *replicator.InitSummary) {
 	io := opts.IO
-	if opts.JSON {
+	if opts.Output.JSON() {
 		type phase struct {
 			Database string  `json:"database,omitempty"`
 			Name     string  `json:"name"`
@@ -289,13 +283,11 @@ func printSummary(opts *Options, sum *replicator.InitSummary) {
 			Seconds   float64  `json:"seconds"`
 			Phases    []phase  `json:"phases"`
 			Warnings  []string `json:"warnings"`
-		}{sum.Databases, sum.Tables, sum.Skipped, sum.Bytes, sum.Duration.Seconds(), nil, sum.Warnings}
+		}{clio.List(sum.Databases), sum.Tables, sum.Skipped, sum.Bytes, sum.Duration.Seconds(), []phase{}, clio.List(sum.Warnings)}
 		for _, p := range sum.Phases {
 			out.Phases = append(out.Phases, phase{p.Database, p.Name, p.Duration.Seconds(), p.Detail})
 		}
-		enc := json.NewEncoder(io.Out)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(out)
+		_ = clio.WriteJSON(io.Out, out)
 		return
 	}
 	w := tabwriter.NewWriter(io.ErrOut, 0, 0, 2, ' ', 0)
@@ -313,4 +305,16 @@ func printSummary(opts *Options, sum *replicator.InitSummary) {
 	if len(sum.Warnings) > 0 {
 		fmt.Fprintf(io.ErrOut, "%d warnings (see above)\n", len(sum.Warnings))
 	}
+}
+
+// selectionFlags echoes an interactive selection as command-line flags.
+func selectionFlags(opts *Options) string {
+	var parts []string
+	if len(opts.Selection.IncludeDatabases) > 0 {
+		parts = append(parts, "--include-databases "+shellQuote(strings.Join(opts.Selection.IncludeDatabases, ",")))
+	}
+	if len(opts.Selection.ExcludeTables) > 0 {
+		parts = append(parts, "--exclude-tables "+shellQuote(strings.Join(opts.Selection.ExcludeTables, ",")))
+	}
+	return strings.Join(parts, " ")
 }

@@ -2,18 +2,22 @@ package initcmd
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	stdio "io"
+	"regexp"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/serenorg/postgres-seren-replicator/internal/apiclient"
-	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
-	"github.com/serenorg/postgres-seren-replicator/internal/cli/jobscmd"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/jobclient"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
+	"github.com/serenorg/postgres-seren-replicator/internal/joblog"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
 	"github.com/serenorg/postgres-seren-replicator/internal/replicator"
 )
@@ -31,14 +35,14 @@ const remoteFollowInterval = time.Second
 func runRemote(ctx context.Context, opts *Options, eng replicator.Options) error {
 	io := opts.IO
 	if opts.Selection.ConfigFile != "" {
-		return cmdutil.UsageError(hint.Wrap(errors.New("--config rules files are not sent to the job service"),
+		return clio.Usage(hint.Wrap(errors.New("--config rules files are not sent to the job service"),
 			"pass the rules as flags (--include-tables, --table-filter, …), or run here with --local"))
 	}
 	if opts.NoResume {
-		return cmdutil.UsageError(hint.Wrap(errors.New("--no-resume is not available for remote jobs (a retried job always resumes)"),
+		return clio.Usage(hint.Wrap(errors.New("--no-resume is not available for remote jobs (a retried job always resumes)"),
 			"to start over, pass --drop-existing, or run here with --local"))
 	}
-	client, err := jobscmd.NewClient(opts.RemoteAPI, opts.APIKey, opts.InsecureHTTP)
+	client, err := jobclient.NewClient(opts.RemoteAPI, opts.APIKey, opts.InsecureHTTP)
 	if err != nil {
 		return err
 	}
@@ -76,14 +80,14 @@ func runRemote(ctx context.Context, opts *Options, eng replicator.Options) error
 	}
 	if !opts.Yes {
 		if !io.CanPrompt() {
-			return cmdutil.UsageError(errors.New("init changes the target and needs confirmation, but there is no terminal to ask on: pass --yes"))
+			return clio.Usage(errors.New("init changes the target and needs confirmation, but there is no terminal to ask on: pass --yes"))
 		}
-		ok, err := io.Confirm(fmt.Sprintf("Submit to %s?", client.BaseURL))
+		ok, err := io.Confirm(ctx, fmt.Sprintf("Submit to %s?", client.BaseURL))
 		if err != nil {
 			return err
 		}
 		if !ok {
-			return iostreams.ErrNotConfirmed
+			return clio.ErrDeclined
 		}
 	}
 
@@ -92,30 +96,49 @@ func runRemote(ctx context.Context, opts *Options, eng replicator.Options) error
 		return err
 	}
 	ids := io.Out
-	if opts.JSON {
+	if opts.Output.JSON() {
 		ids = io.ErrOut // stdout carries the final job as JSON
+	}
+	if opts.Detach {
+		// Submit and go: the job id is the document.
+		if opts.Output.JSON() {
+			if err := clio.WriteJSON(io.Out, struct {
+				JobID   string `json:"job_id"`
+				TraceID string `json:"trace_id"`
+			}{sub.JobID, sub.TraceID}); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintln(io.Out, sub.JobID)
+		}
+		fmt.Fprintf(io.ErrOut, "Submitted to %s as job %s (trace %s). Follow it with: postgres-seren-replicator jobs show %s --follow\n",
+			client.BaseURL, sub.JobID, sub.TraceID, sub.JobID)
+		return nil
 	}
 	fmt.Fprintf(ids, "Job ID: %s\nTrace ID: %s\n", sub.JobID, sub.TraceID)
 	fmt.Fprintf(io.ErrOut, "Submitted to %s. Following the job (Ctrl-C stops following; the job keeps running).\n", client.BaseURL)
 
-	v, err := jobscmd.Follow(ctx, io.ErrOut, client, sub.JobID, jobscmd.FollowOptions{
-		TTY: io.IsStderrTTY(), Logs: true, Interval: remoteFollowInterval,
+	v, err := jobclient.Follow(ctx, io.ErrOut, client, sub.JobID, jobclient.FollowOptions{
+		TTY: io.IsStderrTTY(), Logs: true, Verbose: io.Verbose, Interval: remoteFollowInterval,
 	})
 	if err != nil {
 		if ctx.Err() != nil {
-			return jobscmd.Detached(sub.JobID)
+			return jobclient.Detached(sub.JobID)
 		}
 		return fmt.Errorf("follow job %s: %w", sub.JobID, err)
 	}
-	if opts.JSON {
-		enc := json.NewEncoder(io.Out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(v); err != nil {
+	if opts.Output.JSON() {
+		if err := clio.WriteJSON(io.Out, v); err != nil {
 			return err
 		}
 	}
+	if io.IsStderrTTY() && !io.Verbose {
+		// On a terminal the log was not streamed: end with what the
+		// local run shows, the warnings and the phase table.
+		remoteSummary(ctx, io.ErrOut, client, v.JobID)
+	}
 	if v.Status != jobs.StatusCompleted {
-		return jobscmd.OutcomeError(v)
+		return jobclient.OutcomeError(v)
 	}
 	fmt.Fprintf(io.ErrOut, "Job %s completed", v.JobID)
 	if v.StartedAt != nil && v.CompletedAt != nil {
@@ -171,4 +194,47 @@ type apiSubmit struct{ JobID, TraceID string }
 func isUsage(err error) bool {
 	var ec interface{ ExitCode() int }
 	return errors.As(err, &ec) && ec.ExitCode() == 2
+}
+
+var phaseLine = regexp.MustCompile(`^phase (\S+) (\S+): (\S+) ?(.*)$`)
+
+// remoteSummary prints a finished job's warnings and phase table, read
+// from the lines its worker logged ("warning: …", "phase DB NAME: TIME
+// DETAIL", "init done: …").
+func remoteSummary(ctx context.Context, w stdio.Writer, c *apiclient.Client, id string) {
+	var warnings, phases []string
+	var done string
+	_, err := c.Logs(ctx, id, apiclient.LogOptions{}, func(l joblog.Line) error {
+		switch {
+		case strings.HasPrefix(l.Text, "warning: "):
+			warnings = append(warnings, strings.TrimPrefix(l.Text, "warning: "))
+		case phaseLine.MatchString(l.Text):
+			phases = append(phases, l.Text)
+		case strings.HasPrefix(l.Text, "init done: "):
+			done = strings.TrimPrefix(l.Text, "init done: ")
+		}
+		return nil
+	})
+	if err != nil {
+		fmt.Fprintf(w, "Could not read the job's log for its summary: %v\n", err)
+		return
+	}
+	for _, x := range warnings {
+		fmt.Fprintf(w, "warning: %s\n", x)
+	}
+	if len(phases) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "\nDATABASE\tPHASE\tWALL TIME\tDETAIL")
+		for _, p := range phases {
+			m := phaseLine.FindStringSubmatch(p)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m[1], m[2], m[3], m[4])
+		}
+		if done != "" {
+			fmt.Fprintf(tw, "total\t\t\t%s\n", done)
+		}
+		tw.Flush()
+	}
+	if len(warnings) > 0 {
+		fmt.Fprintf(w, "%d warnings (see above)\n", len(warnings))
+	}
 }

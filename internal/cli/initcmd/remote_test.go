@@ -17,6 +17,7 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
+	"github.com/serenorg/postgres-seren-replicator/internal/joblog"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobstore"
 )
@@ -150,7 +151,7 @@ func TestRemoteInitFollowsToCompletion(t *testing.T) {
 func TestRemoteInitFailsWithTheJobsError(t *testing.T) {
 	b := remoteSetup(t, nil)
 	opts, out, errOut := b.options()
-	opts.JSON = true
+	opts.Output.Format = "json"
 	done := make(chan error, 1)
 	go func() { done <- Run(context.Background(), opts) }()
 	j := b.onlyJob(t)
@@ -247,5 +248,63 @@ func TestRemoteInitRefusesWhatTheServiceCannotDo(t *testing.T) {
 				t.Fatalf("err %v, want usage error %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// --detach submits, prints the job id alone on stdout and returns at once;
+// the job stays queued on the service.
+func TestRemoteInitDetach(t *testing.T) {
+	b := remoteSetup(t, nil)
+	opts, out, errOut := b.options()
+	opts.Detach = true
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := Run(ctx, opts); err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	j := b.onlyJob(t)
+	if got := strings.TrimSpace(out.String()); got != j.ID {
+		t.Fatalf("stdout %q, want the job id %s", got, j.ID)
+	}
+	if !strings.Contains(errOut.String(), "jobs show "+j.ID+" --follow") {
+		t.Fatalf("stderr does not say how to follow:\n%s", errOut)
+	}
+	if cur, _ := b.env.Store.Get(context.Background(), j.ID); cur.Status.Terminal() {
+		t.Fatalf("job %s after --detach", cur.Status)
+	}
+}
+
+// On a terminal a remote init ends like a local one: the warnings and the
+// phase table, read from the job's log.
+func TestRemoteInitTerminalSummary(t *testing.T) {
+	b := remoteSetup(t, nil)
+	opts, _, errOut := b.options()
+	opts.IO.SetTTY(true)
+	done := make(chan error, 1)
+	go func() { done <- Run(context.Background(), opts) }()
+	j := b.onlyJob(t)
+	b.apply(t, j.ID, jobs.Provisioned("1", "local", ""))
+	b.apply(t, j.ID, jobs.Started("1"))
+	if err := b.env.Logs.Append(context.Background(), j.ID, []joblog.Line{
+		{Time: time.Now(), Text: "warning: table public.log has no key: only INSERTs replicate"},
+		{Time: time.Now(), Text: "phase app data+indexes: 1.2s 3 tables, 1 MB streamed"},
+		{Time: time.Now(), Text: "init done: 1 databases, 3 tables (0 resumed from an earlier attempt), 1 MB in 2s"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	b.apply(t, j.ID, jobs.Completed(&jobs.Progress{Phase: "done", DatabasesTotal: 1, DatabasesCompleted: 1}))
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("remote init: %v\n%s", err, errOut)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("remote init did not return after the job completed")
+	}
+	talk := errOut.String()
+	for _, want := range []string{"warning: table public.log has no key", "WALL TIME", "app       data+indexes  1.2s", "1 warnings (see above)"} {
+		if !strings.Contains(talk, want) {
+			t.Fatalf("stderr lacks %q:\n%s", want, talk)
+		}
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,29 +18,20 @@ import (
 
 	"github.com/serenorg/postgres-seren-replicator/internal/api"
 	"github.com/serenorg/postgres-seren-replicator/internal/apiclient"
-	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/jobclient"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/joblog"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
 )
-
-// Environment variables of the client.
-const (
-	EnvRemoteAPI = "SEREN_REMOTE_API"
-	EnvAPIKey    = "SEREN_API_KEY"
-)
-
-// ExitJobNotCompleted is the exit status of `jobs show --follow` when the
-// job ended other than completed.
-const ExitJobNotCompleted = 1
 
 // Options are the parsed flags of `jobs`.
 type Options struct {
 	IO        *iostreams.IOStreams
 	RemoteAPI string
 	APIKey    string
-	JSON      bool
+	Output    clio.Output
 	// InsecureHTTP is --insecure-http.
 	InsecureHTTP bool
 
@@ -57,33 +48,6 @@ type Options struct {
 	Interval time.Duration
 }
 
-// NewClient returns a client for remoteAPI and apiKey, falling back to
-// SEREN_REMOTE_API and SEREN_API_KEY.
-//
-// insecureHTTP (--insecure-http, or SEREN_INSECURE_HTTP) allows plain
-// http:// to a host that is not loopback; without it the client refuses
-// to send anything there.
-func NewClient(remoteAPI, apiKey string, insecureHTTP bool) (*apiclient.Client, error) {
-	if remoteAPI == "" {
-		remoteAPI = os.Getenv(EnvRemoteAPI)
-	}
-	if apiKey == "" {
-		apiKey = os.Getenv(EnvAPIKey)
-	}
-	if remoteAPI == "" {
-		return nil, cmdutil.UsageError(hint.Wrap(errors.New("no job service configured"),
-			"pass --remote-api URL or set "+EnvRemoteAPI+" (e.g. http://127.0.0.1:8080 for a local serve)"))
-	}
-	if !strings.HasPrefix(remoteAPI, "http://") && !strings.HasPrefix(remoteAPI, "https://") {
-		return nil, cmdutil.UsageError(fmt.Errorf("--remote-api %q: want http(s)://host[:port]", remoteAPI))
-	}
-	if apiKey == "" {
-		return nil, cmdutil.UsageError(hint.Wrap(errors.New("no API key"),
-			"set "+EnvAPIKey+" to a key from `keys create` (or pass --api-key)"))
-	}
-	return &apiclient.Client{BaseURL: remoteAPI, APIKey: apiKey, InsecureHTTP: cmdutil.InsecureHTTP(insecureHTTP)}, nil
-}
-
 // New returns the jobs command with its subcommands.
 func New(io *iostreams.IOStreams) *cobra.Command {
 	opts := &Options{IO: io}
@@ -98,9 +62,10 @@ The service is --remote-api or $SEREN_REMOTE_API; the key is $SEREN_API_KEY
 		Args: cobra.NoArgs,
 	}
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&opts.RemoteAPI, "remote-api", "", "job service URL (env "+EnvRemoteAPI+")")
-	pf.StringVar(&opts.APIKey, "api-key", "", "API key (prefer env "+EnvAPIKey+")")
-	pf.BoolVar(&opts.JSON, "json", false, "print JSON (the API's shapes, docs/api.md)")
+	pf.StringVar(&opts.RemoteAPI, "remote-api", "", "job service URL (env "+jobclient.EnvRemoteAPI+")")
+	pf.StringVar(&opts.APIKey, "api-key", "", "API key (prefer env "+jobclient.EnvAPIKey+")")
+	opts.Output.AddPersistent(cmd)
+	cmd.PersistentPreRunE = func(*cobra.Command, []string) error { return opts.Output.Check() }
 	cmdutil.AddInsecureHTTPFlag(pf, &opts.InsecureHTTP)
 
 	list := &cobra.Command{
@@ -145,6 +110,9 @@ The service is --remote-api or $SEREN_REMOTE_API; the key is $SEREN_API_KEY
 			return runCancel(cmd.Context(), opts)
 		},
 	}
+	for _, c := range []*cobra.Command{show, logs, cancel} {
+		c.ValidArgsFunction = completeJobIDs(opts)
+	}
 	cmd.AddCommand(list, show, logs, cancel)
 	return cmd
 }
@@ -158,14 +126,12 @@ func statusList() string {
 }
 
 func writeJSON(opts *Options, v any) error {
-	enc := json.NewEncoder(opts.IO.Out)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return clio.WriteJSON(opts.IO.Out, v)
 }
 
 func runList(ctx context.Context, opts *Options) error {
 	if opts.Limit < 1 || opts.Limit > 100 {
-		return cmdutil.UsageError(fmt.Errorf("--limit %d: must be from 1 to 100", opts.Limit))
+		return clio.Usage(fmt.Errorf("--limit %d: must be from 1 to 100", opts.Limit))
 	}
 	if opts.Status != "" {
 		ok := false
@@ -173,10 +139,10 @@ func runList(ctx context.Context, opts *Options) error {
 			ok = ok || string(s) == opts.Status
 		}
 		if !ok {
-			return cmdutil.UsageError(fmt.Errorf("--status %q: use one of %s", opts.Status, statusList()))
+			return clio.Usage(fmt.Errorf("--status %q: use one of %s", opts.Status, statusList()))
 		}
 	}
-	c, err := NewClient(opts.RemoteAPI, opts.APIKey, opts.InsecureHTTP)
+	c, err := jobclient.NewClient(opts.RemoteAPI, opts.APIKey, opts.InsecureHTTP)
 	if err != nil {
 		return err
 	}
@@ -194,7 +160,8 @@ func runList(ctx context.Context, opts *Options) error {
 		}
 		cursor = page.NextCursor
 	}
-	if opts.JSON {
+	if opts.Output.JSON() {
+		resp.Jobs = clio.List(resp.Jobs)
 		return writeJSON(opts, resp)
 	}
 	if len(resp.Jobs) == 0 {
@@ -224,23 +191,23 @@ func runList(ctx context.Context, opts *Options) error {
 }
 
 func runShow(ctx context.Context, opts *Options) error {
-	c, err := NewClient(opts.RemoteAPI, opts.APIKey, opts.InsecureHTTP)
+	c, err := jobclient.NewClient(opts.RemoteAPI, opts.APIKey, opts.InsecureHTTP)
 	if err != nil {
 		return err
 	}
 	var v api.JobView
 	if opts.Follow {
-		v, err = Follow(ctx, opts.IO.ErrOut, c, opts.ID, FollowOptions{TTY: opts.IO.IsStderrTTY(), Interval: opts.Interval})
+		v, err = jobclient.Follow(ctx, opts.IO.ErrOut, c, opts.ID, jobclient.FollowOptions{TTY: opts.IO.IsStderrTTY(), Interval: opts.Interval})
 		if err != nil {
 			if ctx.Err() != nil {
-				return Detached(opts.ID)
+				return jobclient.Detached(opts.ID)
 			}
 			return err
 		}
 	} else if v, err = c.Get(ctx, opts.ID); err != nil {
 		return err
 	}
-	if opts.JSON {
+	if opts.Output.JSON() {
 		if err := writeJSON(opts, v); err != nil {
 			return err
 		}
@@ -248,26 +215,9 @@ func runShow(ctx context.Context, opts *Options) error {
 		printJob(opts, v)
 	}
 	if opts.Follow && v.Status != jobs.StatusCompleted {
-		return &cmdutil.ExitError{Code: ExitJobNotCompleted, Err: OutcomeError(v)}
+		return &clio.ExitError{Code: clio.ExitFailure, Err: jobclient.OutcomeError(v)}
 	}
 	return nil
-}
-
-// OutcomeError describes a job that ended other than completed.
-func OutcomeError(v api.JobView) error {
-	msg := fmt.Sprintf("job %s ended as %s", v.JobID, v.Status)
-	if v.Error != "" {
-		msg += ": " + v.Error
-	}
-	return hint.Wrap(errors.New(msg), "read its log with: postgres-seren-replicator jobs logs "+v.JobID)
-}
-
-// Detached is the error of a follow stopped by Ctrl-C: the job keeps
-// running on the service.
-func Detached(id string) error {
-	return &cmdutil.ExitError{Code: 130, Err: hint.Wrap(
-		fmt.Errorf("stopped following job %s; it keeps running on the service", id),
-		"follow it again with: postgres-seren-replicator jobs show "+id+" --follow")}
 }
 
 func printJob(opts *Options, v api.JobView) {
@@ -288,7 +238,7 @@ func printJob(opts *Options, v api.JobView) {
 		row("Run time", end.Sub(*v.StartedAt).Round(time.Second).String())
 	}
 	row("Attempts", fmt.Sprint(v.Attempts))
-	row("Progress", orDash(progressLine(v)))
+	row("Progress", orDash(jobclient.ProgressLine(v)))
 	if v.Error != "" {
 		row("Error", v.Error)
 	}
@@ -308,30 +258,30 @@ func printJob(opts *Options, v api.JobView) {
 
 func runLogs(ctx context.Context, opts *Options) error {
 	if opts.After < 0 {
-		return cmdutil.UsageError(fmt.Errorf("--after %d: must not be negative", opts.After))
+		return clio.Usage(fmt.Errorf("--after %d: must not be negative", opts.After))
 	}
-	c, err := NewClient(opts.RemoteAPI, opts.APIKey, opts.InsecureHTTP)
+	c, err := jobclient.NewClient(opts.RemoteAPI, opts.APIKey, opts.InsecureHTTP)
 	if err != nil {
 		return err
 	}
 	c.PollInterval = opts.Interval
 	enc := json.NewEncoder(opts.IO.Out)
 	_, err = c.Logs(ctx, opts.ID, apiclient.LogOptions{After: opts.After, Follow: opts.Follow}, func(l joblog.Line) error {
-		if opts.JSON {
+		if opts.Output.JSON() {
 			return enc.Encode(l)
 		}
 		_, err := fmt.Fprintf(opts.IO.Out, "%s %s\n", l.Time.UTC().Format(time.RFC3339Nano), l.Text)
 		return err
 	})
 	if err != nil && ctx.Err() != nil && opts.Follow {
-		return &cmdutil.ExitError{Code: 130, Err: hint.Wrap(fmt.Errorf("stopped following the log of job %s", opts.ID),
+		return &clio.ExitError{Code: clio.ExitCanceled, Err: hint.Wrap(fmt.Errorf("stopped following the log of job %s", opts.ID),
 			"follow it again with: postgres-seren-replicator jobs logs "+opts.ID+" --follow")}
 	}
 	return err
 }
 
 func runCancel(ctx context.Context, opts *Options) error {
-	c, err := NewClient(opts.RemoteAPI, opts.APIKey, opts.InsecureHTTP)
+	c, err := jobclient.NewClient(opts.RemoteAPI, opts.APIKey, opts.InsecureHTTP)
 	if err != nil {
 		return err
 	}
@@ -344,7 +294,7 @@ func runCancel(ctx context.Context, opts *Options) error {
 		}
 		return err
 	}
-	if opts.JSON {
+	if opts.Output.JSON() {
 		return writeJSON(opts, v)
 	}
 	if v.Status == jobs.StatusCancelled {
@@ -360,7 +310,7 @@ func listDetail(j api.JobView) string {
 	if j.Status == jobs.StatusFailed && j.Error != "" {
 		return truncate(strings.ReplaceAll(j.Error, "\n", " "), 60)
 	}
-	return orDash(progressLine(j))
+	return orDash(jobclient.ProgressLine(j))
 }
 
 func stamp(t *time.Time) string {
@@ -382,4 +332,28 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n-1] + "…"
+}
+
+// completeJobIDs completes a job id argument with the key's recent jobs.
+func completeJobIDs(opts *Options) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		c, err := jobclient.NewClient(opts.RemoteAPI, opts.APIKey, opts.InsecureHTTP)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+		defer cancel()
+		page, err := c.List(ctx, apiclient.ListOptions{Limit: 50})
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []cobra.Completion
+		for _, j := range page.Jobs {
+			out = append(out, cobra.CompletionWithDesc(j.JobID, string(j.Command)+" "+string(j.Status)))
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
 }

@@ -12,7 +12,9 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/api"
 	"github.com/serenorg/postgres-seren-replicator/internal/api/apitest"
 	"github.com/serenorg/postgres-seren-replicator/internal/apiclient"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/jobclient"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/joblog"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
@@ -62,22 +64,22 @@ func (b *bundle) apply(t *testing.T, id string, tr jobs.Transition) {
 }
 
 func TestNewClientNeedsServiceAndKey(t *testing.T) {
-	t.Setenv(EnvRemoteAPI, "")
-	t.Setenv(EnvAPIKey, "")
+	t.Setenv(jobclient.EnvRemoteAPI, "")
+	t.Setenv(jobclient.EnvAPIKey, "")
 	for _, tc := range []struct{ api, key, want string }{
 		{"", "k", "no job service configured"},
 		{"http://127.0.0.1:1", "", "no API key"},
 		{"127.0.0.1:8080", "k", "want http(s)://host[:port]"},
 	} {
-		_, err := NewClient(tc.api, tc.key, false)
+		_, err := jobclient.NewClient(tc.api, tc.key, false)
 		var ec interface{ ExitCode() int }
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.As(err, &ec) || ec.ExitCode() != 2 {
 			t.Fatalf("NewClient(%q, %q) = %v, want usage error %q", tc.api, tc.key, err, tc.want)
 		}
 	}
-	t.Setenv(EnvRemoteAPI, "http://127.0.0.1:1")
-	t.Setenv(EnvAPIKey, "sk_live_x")
-	c, err := NewClient("", "", false)
+	t.Setenv(jobclient.EnvRemoteAPI, "http://127.0.0.1:1")
+	t.Setenv(jobclient.EnvAPIKey, "sk_live_x")
+	c, err := jobclient.NewClient("", "", false)
 	if err != nil || c.BaseURL != "http://127.0.0.1:1" || c.APIKey != "sk_live_x" {
 		t.Fatalf("from env: %+v %v", c, err)
 	}
@@ -119,7 +121,7 @@ func TestListShowLogsCancel(t *testing.T) {
 		t.Fatalf("piped list: want 2 tab-separated rows without header:\n%s", out)
 	}
 	o, out, _ = b.opts()
-	o.JSON, o.Status = true, "running"
+	o.Output.Format, o.Status = "json", "running"
 	if err := runList(ctx, o); err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +146,7 @@ func TestListShowLogsCancel(t *testing.T) {
 		}
 	}
 	o, out, _ = b.opts()
-	o.ID, o.JSON = first, true
+	o.ID, o.Output.Format = first, "json"
 	if err := runShow(ctx, o); err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +167,7 @@ func TestListShowLogsCancel(t *testing.T) {
 		t.Fatalf("logs:\n%s", out)
 	}
 	o, out, _ = b.opts()
-	o.ID, o.JSON, o.After = first, true, 1
+	o.ID, o.Output.Format, o.After = first, "json", 1
 	if err := runLogs(ctx, o); err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +228,7 @@ func TestShowFollowUntilTheEnd(t *testing.T) {
 	o.ID, o.Follow = failed, true
 	err := runShow(ctx, o)
 	var ec interface{ ExitCode() int }
-	if !errors.As(err, &ec) || ec.ExitCode() != ExitJobNotCompleted || !strings.Contains(err.Error(), "ended as failed: source unreachable") {
+	if !errors.As(err, &ec) || ec.ExitCode() != clio.ExitFailure || !strings.Contains(err.Error(), "ended as failed: source unreachable") {
 		t.Fatalf("follow of a failed job: %v", err)
 	}
 }

@@ -6,9 +6,10 @@ package keyscmd
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -16,11 +17,12 @@ import (
 
 	"github.com/serenorg/postgres-seren-replicator/internal/apikeys"
 	"github.com/serenorg/postgres-seren-replicator/internal/backends"
-	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobstore"
+	"github.com/serenorg/postgres-seren-replicator/internal/sqlitedb"
 )
 
 // Options are the parsed flags of `keys`.
@@ -28,7 +30,7 @@ type Options struct {
 	IO      *iostreams.IOStreams
 	DataDir string
 	Name    string
-	JSON    bool
+	Output  clio.Output
 	// Principal and Operator: create's --principal and --operator.
 	Principal string
 	Operator  bool
@@ -54,6 +56,7 @@ replace them, see and cancel the same jobs. An --operator key may also read,
 list (GET /jobs?principal=NAME) and cancel the jobs of every principal.`,
 		Args: cobra.NoArgs,
 	}
+	opts.Output.AddPersistent(cmd)
 	cmd.PersistentFlags().StringVar(&opts.DataDir, "data-dir", "", "the service's data directory (default $"+backends.EnvDataDir+" or "+backends.DefaultDataDir()+")")
 
 	create := &cobra.Command{
@@ -74,7 +77,6 @@ list (GET /jobs?principal=NAME) and cancel the jobs of every principal.`,
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, args []string) error { return runList(cmd.Context(), opts) },
 	}
-	list.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
 
 	revoke := &cobra.Command{
 		Use:   "revoke NAME",
@@ -94,17 +96,33 @@ while another key of the principal is active they keep running.`,
 	return cmd
 }
 
+func config(opts *Options) backends.Config {
+	return backends.FromEnv(backends.Config{Backend: backends.Embedded, DataDir: opts.DataDir, Now: opts.Now})
+}
+
 func open(ctx context.Context, opts *Options) (*backends.Set, error) {
 	return openParts(ctx, opts, backends.ForKeys)
 }
 
 func openParts(ctx context.Context, opts *Options, parts backends.Parts) (*backends.Set, error) {
-	return backends.Open(ctx, backends.FromEnv(backends.Config{Backend: backends.Embedded, DataDir: opts.DataDir, Now: opts.Now}), parts)
+	return backends.Open(ctx, config(opts), parts)
+}
+
+// exists reports whether the data directory holds a service database:
+// list and revoke only read, and must not create one (under $HOME when
+// --data-dir is not given).
+func exists(opts *Options) (string, bool) {
+	dir := config(opts).DataDir
+	_, err := os.Stat(filepath.Join(dir, sqlitedb.FileName))
+	return dir, err == nil
 }
 
 func runCreate(ctx context.Context, opts *Options) error {
+	if err := opts.Output.Check(); err != nil {
+		return err
+	}
 	if opts.Name == "" {
-		return cmdutil.UsageError(errors.New("--name is required"))
+		return clio.Usage(errors.New("--name is required"))
 	}
 	set, err := open(ctx, opts)
 	if err != nil {
@@ -114,7 +132,7 @@ func runCreate(ctx context.Context, opts *Options) error {
 	secret, err := set.KeyManager.Create(ctx, opts.Name, apikeys.CreateOptions{Principal: opts.Principal, Operator: opts.Operator})
 	if err != nil {
 		if errors.Is(err, apikeys.ErrNameTaken) {
-			return hint.Wrap(fmt.Errorf("create key %s: %w", opts.Name, err),
+			return hint.Wrap(fmt.Errorf("key name %q: %w", opts.Name, apikeys.ErrNameTaken),
 				fmt.Sprintf("choose another name, or revoke the old key first: keys revoke %s", opts.Name))
 		}
 		return fmt.Errorf("create key %s: %w", opts.Name, err)
@@ -129,11 +147,41 @@ func runCreate(ctx context.Context, opts *Options) error {
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "Created API key %q of principal %q%s in %s. Its secret is shown only now; clients send it as x-api-key (SEREN_API_KEY):\n",
 		opts.Name, principal, role, set.DataDir)
+	if opts.Output.JSON() {
+		return clio.WriteJSON(opts.IO.Out, struct {
+			Name      string `json:"name"`
+			Principal string `json:"principal"`
+			Operator  bool   `json:"operator"`
+			Key       string `json:"key"`
+		}{opts.Name, principal, opts.Operator, secret})
+	}
 	fmt.Fprintln(opts.IO.Out, secret)
 	return nil
 }
 
+// keyView is one key of `keys list -o json`: every column of the table.
+type keyView struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	Principal  string     `json:"principal"`
+	Operator   bool       `json:"operator"`
+	Status     string     `json:"status"` // active or revoked
+	CreatedAt  time.Time  `json:"created_at"`
+	RevokedAt  *time.Time `json:"revoked_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+}
+
 func runList(ctx context.Context, opts *Options) error {
+	if err := opts.Output.Check(); err != nil {
+		return err
+	}
+	if dir, ok := exists(opts); !ok {
+		if opts.Output.JSON() {
+			return clio.WriteJSON(opts.IO.Out, []keyView{})
+		}
+		fmt.Fprintf(opts.IO.ErrOut, "No API keys: no service data in %s (pass --data-dir, or create one with: postgres-seren-replicator keys create --name NAME)\n", dir)
+		return nil
+	}
 	set, err := open(ctx, opts)
 	if err != nil {
 		return err
@@ -143,13 +191,16 @@ func runList(ctx context.Context, opts *Options) error {
 	if err != nil {
 		return fmt.Errorf("list keys: %w", err)
 	}
-	if opts.JSON {
-		if keys == nil {
-			keys = []apikeys.KeyInfo{}
+	if opts.Output.JSON() {
+		views := []keyView{}
+		for _, k := range keys {
+			status := "active"
+			if k.RevokedAt != nil {
+				status = "revoked"
+			}
+			views = append(views, keyView{k.ID, k.Name, k.Principal, k.Operator, status, k.CreatedAt, k.RevokedAt, k.LastUsedAt})
 		}
-		enc := json.NewEncoder(opts.IO.Out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(keys)
+		return clio.WriteJSON(opts.IO.Out, views)
 	}
 	if len(keys) == 0 {
 		fmt.Fprintln(opts.IO.ErrOut, "No API keys yet. Create one with: postgres-seren-replicator keys create --name NAME")
@@ -172,6 +223,12 @@ func runList(ctx context.Context, opts *Options) error {
 }
 
 func runRevoke(ctx context.Context, opts *Options) error {
+	if err := opts.Output.Check(); err != nil {
+		return err
+	}
+	if dir, ok := exists(opts); !ok {
+		return hint.Wrap(fmt.Errorf("revoke key %s: %w (no service data in %s)", opts.Name, apikeys.ErrNotFound, dir), "pass the serve's --data-dir")
+	}
 	parts := backends.ForKeys
 	if opts.CancelJobs {
 		parts |= backends.PartStore
@@ -189,20 +246,28 @@ func runRevoke(ctx context.Context, opts *Options) error {
 		return fmt.Errorf("revoke key %s: %w", opts.Name, err)
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "Revoked API key %q; requests with it are refused from now on.\n", opts.Name)
-	if !opts.CancelJobs {
-		return nil
+	cancelled := 0
+	if opts.CancelJobs {
+		if !rev.LastOfPrincipal {
+			fmt.Fprintf(opts.IO.ErrOut, "Principal %q still has an active key; its jobs keep running (jobs belong to the principal). Revoke its other keys with --cancel-jobs to stop them.\n",
+				rev.Key.Principal)
+		} else {
+			n, err := cancelPrincipalJobs(ctx, set.Store, rev.Key.Principal)
+			if err != nil {
+				return hint.Wrap(fmt.Errorf("cancel the jobs of principal %s (%d cancelled): %w", rev.Key.Principal, n, err),
+					"the key is revoked; cancel the remaining jobs with an operator key: jobs cancel ID")
+			}
+			cancelled = n
+			fmt.Fprintf(opts.IO.ErrOut, "Cancelled %d active job(s) of principal %q; their workers stop.\n", n, rev.Key.Principal)
+		}
 	}
-	if !rev.LastOfPrincipal {
-		fmt.Fprintf(opts.IO.ErrOut, "Principal %q still has an active key; its jobs keep running (jobs belong to the principal). Revoke its other keys with --cancel-jobs to stop them.\n",
-			rev.Key.Principal)
-		return nil
+	if opts.Output.JSON() {
+		return clio.WriteJSON(opts.IO.Out, struct {
+			Name          string `json:"name"`
+			Revoked       bool   `json:"revoked"`
+			CancelledJobs int    `json:"cancelled_jobs"`
+		}{opts.Name, true, cancelled})
 	}
-	n, err := cancelPrincipalJobs(ctx, set.Store, rev.Key.Principal)
-	if err != nil {
-		return hint.Wrap(fmt.Errorf("cancel the jobs of principal %s (%d cancelled): %w", rev.Key.Principal, n, err),
-			"the key is revoked; cancel the remaining jobs with an operator key: jobs cancel ID")
-	}
-	fmt.Fprintf(opts.IO.ErrOut, "Cancelled %d active job(s) of principal %q; their workers stop.\n", n, rev.Key.Principal)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/apikeys"
 	"github.com/serenorg/postgres-seren-replicator/internal/apikeys/sqlitekeys"
 	"github.com/serenorg/postgres-seren-replicator/internal/backends"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
@@ -63,7 +65,7 @@ func TestCreateListRevoke(t *testing.T) {
 	list := func() []apikeys.KeyInfo {
 		t.Helper()
 		io, _, out, _ := iostreams.Test()
-		if err := runList(ctx, &Options{IO: io, DataDir: dir, JSON: true}); err != nil {
+		if err := runList(ctx, &Options{IO: io, DataDir: dir, Output: clio.Output{Format: "json"}}); err != nil {
 			t.Fatal(err)
 		}
 		var keys []apikeys.KeyInfo
@@ -209,5 +211,34 @@ func TestRevokeCancelJobs(t *testing.T) {
 	}
 	if st := statusOf(bobJob); st != jobs.StatusRunning {
 		t.Errorf("bob's job was touched: %s", st)
+	}
+}
+
+// keys list and revoke only read: without --data-dir they must not create
+// a service database under the home directory.
+func TestListWithoutDataDirCreatesNothing(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	t.Setenv("XDG_DATA_HOME", "")
+	t.Setenv("SEREN_DATA_DIR", "")
+	io, _, out, _ := iostreams.Test()
+	if err := runList(context.Background(), &Options{IO: io, Output: clio.Output{Format: "json"}}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(out.String()) != "[]" {
+		t.Fatalf("keys list -o json: %q, want []", out)
+	}
+	if err := runRevoke(context.Background(), &Options{IO: io, Name: "me"}); err == nil {
+		t.Fatal("revoke of a key in no database succeeded")
+	}
+	var files []string
+	_ = filepath.WalkDir(home, func(p string, d fs.DirEntry, err error) error {
+		if p != home {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if len(files) > 0 {
+		t.Fatalf("keys list/revoke created %v", files)
 	}
 }

@@ -26,7 +26,9 @@ type Printer struct {
 	lastPlain time.Time
 	lastBytes int64
 	lastAt    time.Time
-	rate      float64 // bytes/s, smoothed
+	rate      float64   // bytes/s, smoothed
+	copyFrom  time.Time // when the current database's first bytes were seen
+	copyBase  int64     // BytesCopied then
 	stop      chan struct{}
 	done      chan struct{}
 }
@@ -89,6 +91,12 @@ func (p *Printer) Progress(pr replicator.Progress) {
 		}
 		p.lastBytes, p.lastAt = pr.BytesCopied, now
 	}
+	if pr.CurrentDatabase != p.p.CurrentDatabase || pr.BytesCopied < p.copyBase {
+		p.copyFrom = time.Time{}
+	}
+	if p.copyFrom.IsZero() && pr.BytesCopied > 0 {
+		p.copyFrom, p.copyBase = now, pr.BytesCopied
+	}
 	if pr.BytesCopied < p.p.BytesCopied && pr.CurrentDatabase == p.p.CurrentDatabase {
 		pr.BytesCopied = p.p.BytesCopied
 	}
@@ -126,11 +134,27 @@ func (p *Printer) summary() string {
 	}
 	if p.rate > 0 {
 		parts = append(parts, fmt.Sprintf("%s/s", replicator.HumanBytes(int64(p.rate))))
+	}
+	// The ETA comes from the rate measured since this database's copy
+	// began (not a rate smoothed across idle phases), once there is one.
+	if avg := p.measuredRate(); avg > 0 {
 		if left := pr.BytesTotal - pr.BytesCopied; left > 0 {
-			parts = append(parts, "ETA "+(time.Duration(float64(left)/p.rate)*time.Second).Round(time.Second).String())
+			parts = append(parts, "ETA "+(time.Duration(float64(left)/avg*float64(time.Second))).Round(time.Second).String())
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// measuredRate is bytes/s over the current copy, 0 until 2s of it.
+func (p *Printer) measuredRate() float64 {
+	if p.copyFrom.IsZero() {
+		return 0
+	}
+	dt := p.now().Sub(p.copyFrom).Seconds()
+	if dt < 2 {
+		return 0
+	}
+	return float64(p.p.BytesCopied-p.copyBase) / dt
 }
 
 func (p *Printer) draw() {

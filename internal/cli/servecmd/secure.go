@@ -6,11 +6,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"io/fs"
 	"os"
 	"strings"
 
-	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 )
 
@@ -27,7 +27,7 @@ func loadTLS(certFile, keyFile string) (*tls.Config, error) {
 		return nil, nil
 	}
 	if certFile == "" || keyFile == "" {
-		return nil, cmdutil.UsageError(errors.New("--tls-cert and --tls-key go together"))
+		return nil, clio.Usage(errors.New("--tls-cert and --tls-key go together"))
 	}
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {

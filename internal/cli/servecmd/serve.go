@@ -22,7 +22,7 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/api"
 	"github.com/serenorg/postgres-seren-replicator/internal/backends"
 	"github.com/serenorg/postgres-seren-replicator/internal/buildinfo"
-	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
@@ -107,26 +107,26 @@ adopts them. The listen URL is printed on stdout; logs go to stderr.`,
 	f.StringVar(&opts.Listen, "listen", "127.0.0.1:8080", "address the HTTP API listens on (port 0: any free port)")
 	f.IntVar(&opts.MaxConcurrentJobs, "max-concurrent-jobs", service.DefaultMaxConcurrentJobs, "workers running at once")
 	f.IntVar(&opts.MaxQueuedJobs, "max-queued-jobs", 0, "jobs accepted beyond --max-concurrent-jobs that wait in the queue (0: submit answers 429 instead)")
-	f.DurationVar(&opts.JobTimeoutDefault, "job-timeout-default", jobs.DefaultJobTimeout, "timeout of jobs submitted without options.job_timeout")
-	f.StringVar(&opts.WorkerBinary, "worker-binary", "", "executable started as `worker` (default: this program)")
+	clio.DurationVar(f, &opts.JobTimeoutDefault, "job-timeout-default", jobs.DefaultJobTimeout, "timeout of jobs submitted without options.job_timeout")
+	f.StringVar(&opts.WorkerBinary, "worker-binary", "", "executable started as the worker of each job (default: this program)")
 	f.Float64Var(&opts.RateLimit, "rate-limit", api.DefaultRateLimit, "API requests per second over all clients (negative: no limit)")
 	f.Float64Var(&opts.KeyRateLimit, "key-rate-limit", api.DefaultKeyRateLimit, "API requests per second per API key (negative: no per-key limit)")
-	f.DurationVar(&opts.ReadTimeout, "read-timeout", DefaultReadTimeout, "longest a client may take to send a request, body included")
-	f.DurationVar(&opts.ReadHeaderTimeout, "read-header-timeout", DefaultReadHeaderTimeout, "longest a client may take to send a request's headers")
-	f.DurationVar(&opts.IdleTimeout, "idle-timeout", DefaultIdleTimeout, "how long an idle keep-alive connection is kept")
-	f.DurationVar(&opts.WriteTimeout, "write-timeout", DefaultWriteTimeout, "longest writing one response may take (a followed log extends it per write)")
+	clio.DurationVar(f, &opts.ReadTimeout, "read-timeout", DefaultReadTimeout, "longest a client may take to send a request, body included")
+	clio.DurationVar(f, &opts.ReadHeaderTimeout, "read-header-timeout", DefaultReadHeaderTimeout, "longest a client may take to send a request's headers")
+	clio.DurationVar(f, &opts.IdleTimeout, "idle-timeout", DefaultIdleTimeout, "how long an idle keep-alive connection is kept")
+	clio.DurationVar(f, &opts.WriteTimeout, "write-timeout", DefaultWriteTimeout, "longest writing one response may take (a followed log extends it per write)")
 	f.IntVar(&opts.MaxHeaderBytes, "max-header-bytes", DefaultMaxHeaderBytes, "largest request header block accepted")
 	f.IntVar(&opts.MaxConnections, "max-connections", DefaultMaxConnections, "client connections served at once; more wait to be accepted")
 	f.StringVar(&opts.TLSCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain) file; needs --tls-key")
 	f.StringVar(&opts.TLSKey, "tls-key", "", "PEM private key file of --tls-cert")
 	f.StringVar(&opts.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&opts.AllowNetworks, "allow-networks", os.Getenv(pg.EnvAllowNetworks), "CIDR[,CIDR…] that jobs may connect to besides public addresses; loopback, private, link-local, CGNAT and unique-local ranges are refused unless listed here (env "+pg.EnvAllowNetworks+")")
-	f.DurationVar(&opts.HeartbeatTimeout, "heartbeat-timeout", service.DefaultHeartbeatTimeout, "a running job whose worker has not heartbeated this long is re-queued")
-	f.DurationVar(&opts.CheckInterval, "check-interval", service.DefaultCheckInterval, "how often jobs are checked for lost workers and timeouts")
-	f.DurationVar(&opts.Visibility, "queue-visibility", 30*time.Second, "lease of a received queue message (a local launch takes milliseconds)")
-	f.DurationVar(&opts.WorkerGrace, "worker-grace", 10*time.Second, "SIGTERM → SIGKILL wait when stopping a worker")
-	f.DurationVar(&opts.WorkerHeartbeat, "worker-heartbeat", 5*time.Second, "workers' heartbeat interval")
-	f.DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful stop may take")
+	clio.DurationVar(f, &opts.HeartbeatTimeout, "heartbeat-timeout", service.DefaultHeartbeatTimeout, "a running job whose worker has not heartbeated this long is re-queued")
+	clio.DurationVar(f, &opts.CheckInterval, "check-interval", service.DefaultCheckInterval, "how often jobs are checked for lost workers and timeouts")
+	clio.DurationVar(f, &opts.Visibility, "queue-visibility", 30*time.Second, "lease of a received queue message (a local launch takes milliseconds)")
+	clio.DurationVar(f, &opts.WorkerGrace, "worker-grace", 10*time.Second, "SIGTERM → SIGKILL wait when stopping a worker")
+	clio.DurationVar(f, &opts.WorkerHeartbeat, "worker-heartbeat", 5*time.Second, "workers' heartbeat interval")
+	clio.DurationVar(f, &opts.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful stop may take")
 	for _, h := range []string{"read-header-timeout", "idle-timeout", "write-timeout", "max-header-bytes", "heartbeat-timeout", "check-interval", "queue-visibility", "worker-grace", "worker-heartbeat", "shutdown-timeout"} {
 		_ = f.MarkHidden(h)
 	}
@@ -135,13 +135,13 @@ adopts them. The listen URL is printed on stdout; logs go to stderr.`,
 
 func run(ctx context.Context, opts *Options) error {
 	if opts.MaxConcurrentJobs < 1 {
-		return cmdutil.UsageError(fmt.Errorf("--max-concurrent-jobs %d: must be at least 1", opts.MaxConcurrentJobs))
+		return clio.Usage(fmt.Errorf("--max-concurrent-jobs %d: must be at least 1", opts.MaxConcurrentJobs))
 	}
 	if opts.MaxQueuedJobs < 0 {
-		return cmdutil.UsageError(fmt.Errorf("--max-queued-jobs %d: must not be negative", opts.MaxQueuedJobs))
+		return clio.Usage(fmt.Errorf("--max-queued-jobs %d: must not be negative", opts.MaxQueuedJobs))
 	}
 	if opts.JobTimeoutDefault < time.Minute {
-		return cmdutil.UsageError(fmt.Errorf("--job-timeout-default %s: must be at least 1m", opts.JobTimeoutDefault))
+		return clio.Usage(fmt.Errorf("--job-timeout-default %s: must be at least 1m", opts.JobTimeoutDefault))
 	}
 	// Zero is the default (for callers that build Options themselves).
 	for _, d := range []struct {
@@ -155,7 +155,7 @@ func run(ctx context.Context, opts *Options) error {
 		{&opts.IdleTimeout, DefaultIdleTimeout, "--idle-timeout"},
 	} {
 		if *d.v < 0 {
-			return cmdutil.UsageError(fmt.Errorf("%s %s: must be positive", d.flag, *d.v))
+			return clio.Usage(fmt.Errorf("%s %s: must be positive", d.flag, *d.v))
 		}
 		if *d.v == 0 {
 			*d.v = d.def
@@ -165,13 +165,13 @@ func run(ctx context.Context, opts *Options) error {
 		opts.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	if opts.MaxHeaderBytes < 4096 {
-		return cmdutil.UsageError(fmt.Errorf("--max-header-bytes %d: must be at least 4096", opts.MaxHeaderBytes))
+		return clio.Usage(fmt.Errorf("--max-header-bytes %d: must be at least 4096", opts.MaxHeaderBytes))
 	}
 	if opts.MaxConnections == 0 {
 		opts.MaxConnections = DefaultMaxConnections
 	}
 	if opts.MaxConnections < 1 {
-		return cmdutil.UsageError(fmt.Errorf("--max-connections %d: must be at least 1", opts.MaxConnections))
+		return clio.Usage(fmt.Errorf("--max-connections %d: must be at least 1", opts.MaxConnections))
 	}
 	tlsConfig, err := loadTLS(opts.TLSCert, opts.TLSKey)
 	if err != nil {
@@ -179,12 +179,12 @@ func run(ctx context.Context, opts *Options) error {
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(opts.LogLevel)); err != nil {
-		return cmdutil.UsageError(fmt.Errorf("--log-level %q: use debug, info, warn or error", opts.LogLevel))
+		return clio.Usage(fmt.Errorf("--log-level %q: use debug, info, warn or error", opts.LogLevel))
 	}
 	log := slog.New(slog.NewTextHandler(opts.IO.ErrOut, &slog.HandlerOptions{Level: level}))
 	networks, err := pg.ParseNetPolicy(opts.AllowNetworks)
 	if err != nil {
-		return cmdutil.UsageError(fmt.Errorf("--allow-networks: %w", err))
+		return clio.Usage(fmt.Errorf("--allow-networks: %w", err))
 	}
 	// The API's submit check and every worker (started with this
 	// environment) read the policy from the environment.
@@ -204,9 +204,14 @@ func run(ctx context.Context, opts *Options) error {
 	})
 	if opts.WorkerBinary != "" {
 		if _, err := os.Stat(opts.WorkerBinary); err != nil {
-			return cmdutil.UsageError(fmt.Errorf("--worker-binary: %w", err))
+			return clio.Usage(fmt.Errorf("--worker-binary: %w", err))
 		}
 	}
+	release, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer release()
 	set, err := backends.Open(ctx, cfg, backends.ForServe)
 	if err != nil {
 		return err

@@ -102,3 +102,41 @@ func TestServesAndStopsGracefully(t *testing.T) {
 		t.Fatalf("log:\n%s", errOut)
 	}
 }
+
+// Two serve on one data directory: the second refuses to start and the
+// first keeps serving.
+func TestSecondServeOnOneDataDirRefused(t *testing.T) {
+	dir := t.TempDir()
+	io, _, _, errOut := iostreams.Test()
+	first := defaults(io, dir)
+	ready := make(chan string, 1)
+	first.Ready = func(url string) { ready <- url }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, first) }()
+	defer func() { cancel(); <-done }()
+	var url string
+	select {
+	case url = <-ready:
+	case err := <-done:
+		t.Fatalf("serve ended: %v\n%s", err, errOut)
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not start")
+	}
+	io2, _, _, _ := iostreams.Test()
+	second := defaults(io2, dir)
+	second.Ready = func(string) { t.Error("the second serve started") }
+	c2, cancel2 := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel2()
+	if err := run(c2, second); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Fatalf("second serve: %v", err)
+	}
+	resp, err := http.Get(url + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("first serve after the second's attempt: %d", resp.StatusCode)
+	}
+}

@@ -16,8 +16,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
+	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/logical"
 	"github.com/serenorg/postgres-seren-replicator/internal/pg"
 )
@@ -28,7 +30,7 @@ type Options struct {
 	Conn      cmdutil.ConnFlags
 	Selection cmdutil.SelectionFlags
 
-	Output   string
+	Output   clio.Output
 	Watch    bool
 	Interval time.Duration
 	// Now is the clock for "ago" columns (time.Now when nil).
@@ -62,18 +64,18 @@ with --watch).`,
 	opts.Conn.Add(cmd)
 	opts.Selection.Add(cmd)
 	fl := cmd.Flags()
-	fl.StringVarP(&opts.Output, "output", "o", "table", "output format: table or json")
+	opts.Output.Add(cmd)
 	fl.BoolVarP(&opts.Watch, "watch", "w", false, "refresh until interrupted")
-	fl.DurationVar(&opts.Interval, "interval", 2*time.Second, "refresh interval with --watch")
+	clio.DurationVar(fl, &opts.Interval, "interval", 2*time.Second, "refresh interval with --watch")
 	return cmd
 }
 
 func run(ctx context.Context, opts *Options) error {
-	if opts.Output != "table" && opts.Output != "json" {
-		return cmdutil.UsageError(fmt.Errorf("--output %q: use table or json", opts.Output))
+	if err := opts.Output.Check(); err != nil {
+		return err
 	}
 	if opts.Watch && opts.Interval < 100*time.Millisecond {
-		return cmdutil.UsageError(fmt.Errorf("--interval %s: must be at least 100ms", opts.Interval))
+		return clio.Usage(fmt.Errorf("--interval %s: must be at least 100ms", opts.Interval))
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -106,7 +108,10 @@ func run(ctx context.Context, opts *Options) error {
 		} else if err := show(opts, sts); err != nil {
 			return err
 		}
-		if !opts.Watch || (opts.Refreshes > 0 && i >= opts.Refreshes) {
+		if !opts.Watch {
+			return unhealthy(sts)
+		}
+		if opts.Refreshes > 0 && i >= opts.Refreshes {
 			return nil
 		}
 		select {
@@ -115,6 +120,22 @@ func run(ctx context.Context, opts *Options) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// unhealthy returns an error with exit code 3 when a set is down or
+// broken, so monitoring can alert on the exit status.
+func unhealthy(sts []*logical.Status) error {
+	var bad []string
+	for _, s := range sts {
+		if s.State == logical.StateDown || s.State == logical.StateBroken {
+			bad = append(bad, s.Database+" is "+s.State)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return clio.WithCode(clio.ExitProblems, hint.Wrap(fmt.Errorf("replication not healthy: %s", strings.Join(bad, ", ")),
+		"see the problems listed above; a broken set needs a fresh init of that database"))
 }
 
 // collector keeps connections open across refreshes.
@@ -169,7 +190,7 @@ func (c *collector) collect(ctx context.Context, dbs []string) ([]*logical.Statu
 
 func show(opts *Options, sts []*logical.Status) error {
 	w := opts.IO.Out
-	if opts.Output == "json" {
+	if opts.Output.JSON() {
 		enc := json.NewEncoder(w)
 		if !opts.Watch {
 			enc.SetIndent("", "  ")

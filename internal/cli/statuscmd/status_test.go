@@ -53,7 +53,7 @@ func TestStatus(t *testing.T) {
 	defer cancel()
 	newOpts := func() (*Options, *bytes.Buffer) {
 		ios, _, out, _ := iostreams.Test()
-		o := &Options{IO: ios, Output: "table", Interval: 100 * time.Millisecond}
+		o := &Options{IO: ios, Interval: 100 * time.Millisecond}
 		o.Conn.Source, o.Conn.Target = src.URL("postgres").Secret(), dst.URL("postgres").Secret()
 		o.Selection.IncludeDatabases = []string{db, bare}
 		return o, out
@@ -75,7 +75,7 @@ func TestStatus(t *testing.T) {
 	}
 
 	o, buf = newOpts()
-	o.Output = "json"
+	o.Output.Format = "json"
 	if err := run(ctx, o); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestStatus(t *testing.T) {
 
 	// --watch refreshes (stopped after 3 refreshes here, by Ctrl-C normally).
 	o, buf = newOpts()
-	o.Watch, o.Refreshes, o.Output = true, 3, "json"
+	o.Watch, o.Refreshes, o.Output.Format = true, 3, "json"
 	if err := run(ctx, o); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/logical"
@@ -26,7 +27,7 @@ type Options struct {
 
 	Force  bool
 	Yes    bool
-	Output string
+	Output clio.Output
 }
 
 // New returns the sync command.
@@ -62,17 +63,20 @@ on the source until now. Run verify once status shows zero lag.`,
 	fl := cmd.Flags()
 	fl.BoolVar(&opts.Force, "force", false, "drop existing publication, slot and subscription and set them up afresh")
 	fl.BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation (--force)")
-	fl.StringVarP(&opts.Output, "output", "o", "table", "output format: table or json")
+	opts.Output.Add(cmd)
 	return cmd
 }
 
 func run(ctx context.Context, opts *Options) error {
 	io := opts.IO
-	if opts.Output != "table" && opts.Output != "json" {
-		return cmdutil.UsageError(fmt.Errorf("--output %q: use table or json", opts.Output))
+	if err := opts.Output.Check(); err != nil {
+		return err
 	}
 	src, dst, rules, err := cmdutil.Parse(&opts.Conn, &opts.Selection)
 	if err != nil {
+		return err
+	}
+	if err := cmdutil.CheckSelection(ctx, src, rules, &opts.Selection); err != nil {
 		return err
 	}
 	sub, err := opts.Sub.Options()
@@ -85,14 +89,14 @@ func run(ctx context.Context, opts *Options) error {
 	}
 	if opts.Force && !opts.Yes {
 		if !io.CanPrompt() {
-			return cmdutil.UsageError(errors.New("--force drops the existing replication set-up and needs confirmation, but there is no terminal to ask on: pass --yes"))
+			return clio.Usage(errors.New("--force drops the existing replication set-up and needs confirmation, but there is no terminal to ask on: pass --yes"))
 		}
-		ok, err := io.Confirm(fmt.Sprintf("Drop and recreate replication for %d database(s) (%v)?", len(dbs), dbs))
+		ok, err := io.Confirm(ctx, fmt.Sprintf("Drop and recreate replication for %d database(s) (%v)?", len(dbs), dbs))
 		if err != nil {
 			return err
 		}
 		if !ok {
-			return iostreams.ErrNotConfirmed
+			return clio.ErrDeclined
 		}
 	}
 	var results []*logical.SyncResult
@@ -115,7 +119,7 @@ func run(ctx context.Context, opts *Options) error {
 		}
 		results = append(results, res)
 	}
-	if opts.Output == "json" {
+	if opts.Output.JSON() {
 		if results == nil {
 			results = []*logical.SyncResult{}
 		}

@@ -7,19 +7,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/logical"
 )
-
-// ExitBlocked is the exit status when a blocking problem was found.
-const ExitBlocked = 3
 
 // Options are the parsed flags of `validate`.
 type Options struct {
@@ -28,7 +24,7 @@ type Options struct {
 	Selection cmdutil.SelectionFlags
 
 	NoSync bool
-	Output string
+	Output clio.Output
 }
 
 // New returns the validate command.
@@ -64,23 +60,26 @@ Exit status: 0 nothing blocks, 3 at least one blocker, 1 the check failed.`,
 	opts.Selection.Add(cmd)
 	fl := cmd.Flags()
 	fl.BoolVar(&opts.NoSync, "no-sync", false, "check only what a copy without continuous sync needs")
-	fl.StringVarP(&opts.Output, "output", "o", "table", "output format: table or json")
+	opts.Output.Add(cmd)
 	return cmd
 }
 
 func run(ctx context.Context, opts *Options) error {
-	if opts.Output != "table" && opts.Output != "json" {
-		return cmdutil.UsageError(fmt.Errorf("--output %q: use table or json", opts.Output))
+	if err := opts.Output.Check(); err != nil {
+		return err
 	}
 	src, dst, rules, err := cmdutil.Parse(&opts.Conn, &opts.Selection)
 	if err != nil {
+		return err
+	}
+	if err := cmdutil.CheckSelection(ctx, src, rules, &opts.Selection); err != nil {
 		return err
 	}
 	ps, err := logical.Validate(ctx, logical.ValidateOptions{Source: src, Target: dst, Rules: rules, NoSync: opts.NoSync})
 	if err != nil {
 		return err
 	}
-	if opts.Output == "json" {
+	if opts.Output.JSON() {
 		if ps == nil {
 			ps = []logical.Problem{}
 		}
@@ -89,7 +88,7 @@ func run(ctx context.Context, opts *Options) error {
 		if err := enc.Encode(ps); err != nil {
 			return err
 		}
-	} else if err := write(opts.IO.Out, ps); err != nil {
+	} else if err := cmdutil.WriteProblems(opts.IO.Out, ps, opts.IO.ColorOut()); err != nil {
 		return err
 	}
 	blockers, warnings := 0, 0
@@ -101,7 +100,7 @@ func run(ctx context.Context, opts *Options) error {
 		}
 	}
 	if blockers > 0 {
-		return &cmdutil.ExitError{Code: ExitBlocked, Err: hint.Wrap(
+		return &clio.ExitError{Code: clio.ExitProblems, Err: hint.Wrap(
 			fmt.Errorf("%d blocking problem(s) and %d warning(s): init/sync would fail", blockers, warnings),
 			"apply each fix listed above, then run validate again")}
 	}
@@ -109,23 +108,6 @@ func run(ctx context.Context, opts *Options) error {
 		fmt.Fprintf(opts.IO.ErrOut, "validate: nothing blocks; %d warning(s) above say what sync cannot carry\n", warnings)
 	} else {
 		fmt.Fprintln(opts.IO.ErrOut, "validate: no problems found")
-	}
-	return nil
-}
-
-func write(w io.Writer, ps []logical.Problem) error {
-	for _, p := range ps {
-		where := p.Server
-		if p.Database != "" {
-			where += " database " + p.Database
-		}
-		if p.Object != "" {
-			where += ", " + p.Object
-		}
-		if _, err := fmt.Fprintf(w, "%-7s  %s\n         %s\n         fix: %s\n",
-			strings.ToUpper(string(p.Severity)), where, p.Message, p.Fix); err != nil {
-			return err
-		}
 	}
 	return nil
 }

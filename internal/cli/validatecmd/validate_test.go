@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/logical"
 	"github.com/serenorg/postgres-seren-replicator/internal/testutil/pgtest"
@@ -47,8 +48,8 @@ func TestMisconfiguredPairExitsNonZero(t *testing.T) {
 	args := []string{"--source", bad.URL("postgres").Secret(), "--target", dst.URL("postgres").Secret(), "--include-databases", db}
 
 	out, _, code := runValidate(t, args...)
-	if code != ExitBlocked {
-		t.Fatalf("exit %d, want %d\n%s", code, ExitBlocked, out)
+	if code != clio.ExitProblems {
+		t.Fatalf("exit %d, want %d\n%s", code, clio.ExitProblems, out)
 	}
 	for _, want := range []string{
 		"BLOCKER  source, wal_level",
@@ -72,7 +73,7 @@ func TestMisconfiguredPairExitsNonZero(t *testing.T) {
 
 	out, _, code = runValidate(t, append(args, "-o", "json")...)
 	var ps []logical.Problem
-	if err := json.Unmarshal([]byte(out), &ps); err != nil || code != ExitBlocked || len(ps) < 3 {
+	if err := json.Unmarshal([]byte(out), &ps); err != nil || code != clio.ExitProblems || len(ps) < 3 {
 		t.Fatalf("json: exit %d, %v\n%s", code, err, out)
 	}
 }

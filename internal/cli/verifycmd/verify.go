@@ -14,14 +14,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/hint"
 	"github.com/serenorg/postgres-seren-replicator/internal/verifier"
 )
-
-// ExitDifferent is the exit code when a table differs or is missing.
-const ExitDifferent = 3
 
 // rowsShown is how many differing rows of one range the table output lists.
 const rowsShown = 5
@@ -33,7 +31,7 @@ type Options struct {
 	Selection cmdutil.SelectionFlags
 
 	Jobs           int
-	Output         string
+	Output         clio.Output
 	ChunkRows      int64
 	MaxRanges      int
 	CatchupTimeout time.Duration
@@ -67,26 +65,29 @@ Exit status: 0 identical, 3 a table differs or is missing, 1 error.`,
 	opts.Selection.Add(cmd)
 	fl := cmd.Flags()
 	fl.IntVarP(&opts.Jobs, "jobs", "j", cmdutil.DefaultJobs(), "key ranges compared at once (one connection to each side per job)")
-	fl.StringVarP(&opts.Output, "output", "o", "table", "output format: table or json")
+	opts.Output.Add(cmd)
 	fl.Int64Var(&opts.ChunkRows, "chunk-rows", verifier.DefaultChunkRows, "rows per key range")
 	fl.IntVar(&opts.MaxRanges, "max-ranges", verifier.DefaultMaxRanges, "differing key ranges reported per table")
-	fl.DurationVar(&opts.CatchupTimeout, "catchup-timeout", verifier.DefaultCatchupTimeout, "while sync runs, how long to wait for the target to catch up (0: do not wait)")
+	clio.DurationVar(fl, &opts.CatchupTimeout, "catchup-timeout", verifier.DefaultCatchupTimeout, "while sync runs, how long to wait for the target to catch up (0: do not wait)")
 	fl.IntVar(&opts.Rechecks, "rechecks", verifier.DefaultRechecks, "while sync runs, how often to compare differing ranges again after another catch-up")
 	return cmd
 }
 
 func run(ctx context.Context, opts *Options) error {
-	if opts.Output != "table" && opts.Output != "json" {
-		return cmdutil.UsageError(fmt.Errorf("--output %q: use table or json", opts.Output))
+	if err := opts.Output.Check(); err != nil {
+		return err
 	}
 	if opts.Jobs < 1 {
-		return cmdutil.UsageError(fmt.Errorf("--jobs %d: must be at least 1", opts.Jobs))
+		return clio.Usage(fmt.Errorf("--jobs %d: must be at least 1", opts.Jobs))
 	}
 	if opts.ChunkRows < 1 || opts.MaxRanges < 1 || opts.Rechecks < 0 || opts.CatchupTimeout < 0 {
-		return cmdutil.UsageError(errors.New("--chunk-rows and --max-ranges must be at least 1; --rechecks and --catchup-timeout must not be negative"))
+		return clio.Usage(errors.New("--chunk-rows and --max-ranges must be at least 1; --rechecks and --catchup-timeout must not be negative"))
 	}
 	src, dst, rules, err := cmdutil.Parse(&opts.Conn, &opts.Selection)
 	if err != nil {
+		return err
+	}
+	if err := cmdutil.CheckSelection(ctx, src, rules, &opts.Selection); err != nil {
 		return err
 	}
 	vo := verifier.Options{
@@ -110,7 +111,7 @@ func run(ctx context.Context, opts *Options) error {
 	if rep == nil {
 		return verr
 	}
-	if opts.Output == "json" {
+	if opts.Output.JSON() {
 		if err := writeJSON(opts.IO.Out, rep); err != nil {
 			return err
 		}
@@ -132,7 +133,7 @@ func run(ctx context.Context, opts *Options) error {
 		if len(s.MissingDatabases) > 0 {
 			err = fmt.Errorf("%d of %d tables differ; %d database(s) missing on the target", s.Different+s.Missing, s.Tables, len(s.MissingDatabases))
 		}
-		return &cmdutil.ExitError{Code: ExitDifferent, Err: hint.Wrap(err, fix)}
+		return &clio.ExitError{Code: clio.ExitProblems, Err: hint.Wrap(err, fix)}
 	}
 	return nil
 }

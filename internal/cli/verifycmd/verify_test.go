@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/pg"
 	"github.com/serenorg/postgres-seren-replicator/internal/testutil/pgtest"
@@ -79,8 +80,8 @@ func TestDifferenceExitsThree(t *testing.T) {
 	t.Setenv("SEREN_TARGET_URL", dst.URL("postgres").Secret())
 
 	out, errOut, err := runVerify(t, "--include-databases", db, "--chunk-rows", "1000")
-	if code := exitCode(err); code != ExitDifferent {
-		t.Fatalf("exit code %d (%v), want %d\n%s", code, err, ExitDifferent, errOut)
+	if code := exitCode(err); code != clio.ExitProblems {
+		t.Fatalf("exit code %d (%v), want %d\n%s", code, err, clio.ExitProblems, errOut)
 	}
 	if !strings.Contains(err.Error(), "2 of 2 tables differ") {
 		t.Errorf("error %q", err)
@@ -92,7 +93,7 @@ func TestDifferenceExitsThree(t *testing.T) {
 	}
 
 	out, _, err = runVerify(t, "--include-databases", db, "--chunk-rows", "1000", "--output", "json")
-	if exitCode(err) != ExitDifferent {
+	if exitCode(err) != clio.ExitProblems {
 		t.Fatalf("json: %v", err)
 	}
 	var rep struct {
@@ -142,7 +143,7 @@ func TestMissingTableAndDatabase(t *testing.T) {
 	src.Exec(t, other, `CREATE TABLE x (id int PRIMARY KEY)`)
 	out, _, err := runVerify(t, "--source", src.URL("postgres").Secret(), "--target", dst.URL("postgres").Secret(),
 		"--include-databases", db+","+other)
-	if exitCode(err) != ExitDifferent {
+	if exitCode(err) != clio.ExitProblems {
 		t.Fatalf("exit %d: %v", exitCode(err), err)
 	}
 	for _, want := range []string{"MISSING", other + ": the database does not exist on the target", "2 missing", "1 database(s) missing"} {

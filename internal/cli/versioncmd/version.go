@@ -2,33 +2,34 @@
 package versioncmd
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
 	"github.com/serenorg/postgres-seren-replicator/internal/buildinfo"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 )
 
 // New returns the version command.
 func New(io *iostreams.IOStreams) *cobra.Command {
-	var asJSON bool
+	var out clio.Output
 	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print version and build information",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.Check(); err != nil {
+				return err
+			}
 			info := buildinfo.Get()
-			if asJSON {
-				enc := json.NewEncoder(io.Out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(info)
+			if out.JSON() {
+				return clio.WriteJSON(io.Out, info)
 			}
 			_, err := fmt.Fprintln(io.Out, info.String())
 			return err
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	out.Add(cmd)
 	return cmd
 }

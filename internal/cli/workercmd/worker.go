@@ -14,19 +14,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/serenorg/postgres-seren-replicator/internal/backends"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/cmdutil"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
 	"github.com/serenorg/postgres-seren-replicator/internal/worker"
 )
 
-// Exit codes of `worker`, one per outcome.
-const (
-	ExitCompleted = 0
-	ExitFailed    = 1   // the job failed, or the worker could not run it
-	ExitTimeout   = 124 // the job ran past its timeout
-	ExitStopped   = 130 // cancelled, or the worker was stopped (the service re-queues the job)
-)
+// Exit codes of `worker` (clio): 0 completed, 1 failed or could not run,
+// 124 ran past its timeout, 130 cancelled or stopped (the service
+// re-queues the job).
 
 // Options are the parsed flags of `worker`.
 type Options struct {
@@ -45,8 +42,9 @@ type Options struct {
 func New(io *iostreams.IOStreams) *cobra.Command {
 	opts := &Options{IO: io}
 	cmd := &cobra.Command{
-		Use:   "worker --job-id ID",
-		Short: "Run one job of the job service (started by serve, or on an AWS worker instance)",
+		Use:    "worker --job-id ID",
+		Hidden: true, // started by serve and AWS workers, not by people
+		Short:  "Run one job of the job service (started by serve, or on an AWS worker instance)",
 		Long: `worker runs one job of the job service: it loads the job, marks it running,
 decrypts its credentials, runs the command with the job's filter and options,
 writes progress and log lines into the service's store, and records the outcome.
@@ -64,17 +62,17 @@ Exit status: 0 completed, 1 failed, 124 timeout, 130 cancelled or stopped.`,
 	f := cmd.Flags()
 	f.StringVar(&opts.JobID, "job-id", "", "id of the job to run (required)")
 	f.StringVar(&opts.DataDir, "data-dir", "", "the embedded service's data directory (default $"+backends.EnvDataDir+" or "+backends.DefaultDataDir()+")")
-	f.DurationVar(&opts.DefaultTimeout, "default-timeout", jobs.DefaultJobTimeout, "timeout of jobs that set no job_timeout")
+	clio.DurationVar(f, &opts.DefaultTimeout, "default-timeout", jobs.DefaultJobTimeout, "timeout of jobs that set no job_timeout")
 	f.StringVar(&opts.PgBinDir, "pg-bin-dir", "", "directory holding pg_dump/pg_restore (default: newest found)")
 	f.IntVar(&opts.Parallel, "jobs", cmdutil.DefaultJobs(), "parallel COPY streams and index builds")
-	f.DurationVar(&opts.HeartbeatEvery, "heartbeat-every", worker.DefaultHeartbeatEvery, "heartbeat interval")
+	clio.DurationVar(f, &opts.HeartbeatEvery, "heartbeat-every", worker.DefaultHeartbeatEvery, "heartbeat interval")
 	_ = f.MarkHidden("heartbeat-every")
 	return cmd
 }
 
 func run(ctx context.Context, opts *Options) error {
 	if opts.JobID == "" {
-		return cmdutil.UsageError(errors.New("--job-id is required"))
+		return clio.Usage(errors.New("--job-id is required"))
 	}
 	log := slog.New(slog.NewTextHandler(opts.IO.ErrOut, nil)).With("component", "worker")
 	bcfg := backends.FromEnv(backends.Config{DataDir: opts.DataDir, Logger: log})
@@ -111,7 +109,7 @@ func run(ctx context.Context, opts *Options) error {
 	}, opts.JobID)
 	if err != nil {
 		if errors.Is(err, worker.ErrStopped) || errors.Is(err, worker.ErrNotMine) {
-			return &cmdutil.ExitError{Code: ExitStopped, Err: err}
+			return &clio.ExitError{Code: clio.ExitCanceled, Err: err}
 		}
 		return err
 	}
@@ -119,11 +117,11 @@ func run(ctx context.Context, opts *Options) error {
 	case jobs.StatusCompleted:
 		return nil
 	case jobs.StatusTimeout:
-		return &cmdutil.ExitError{Code: ExitTimeout, Err: fmt.Errorf("job %s: %s", opts.JobID, res.Error)}
+		return &clio.ExitError{Code: clio.ExitTimeout, Err: fmt.Errorf("job %s: %s", opts.JobID, res.Error)}
 	case jobs.StatusCancelled:
-		return &cmdutil.ExitError{Code: ExitStopped, Err: fmt.Errorf("job %s was cancelled", opts.JobID)}
+		return &clio.ExitError{Code: clio.ExitCanceled, Err: fmt.Errorf("job %s was cancelled", opts.JobID)}
 	}
-	return &cmdutil.ExitError{Code: ExitFailed, Err: fmt.Errorf("job %s %s: %s", opts.JobID, res.Status, res.Error)}
+	return &clio.ExitError{Code: clio.ExitFailure, Err: fmt.Errorf("job %s %s: %s", opts.JobID, res.Status, res.Error)}
 }
 
 // terminateSelf sends the buffered metrics and terminates the worker's own

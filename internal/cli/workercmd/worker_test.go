@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/serenorg/postgres-seren-replicator/internal/backends"
+	"github.com/serenorg/postgres-seren-replicator/internal/cli/clio"
 	"github.com/serenorg/postgres-seren-replicator/internal/cli/iostreams"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
 )
@@ -65,7 +66,7 @@ func TestExitCodes(t *testing.T) {
 	// neither the job nor the output holds the password.
 	failing := newJob(t, dir, jobs.CommandValidate)
 	err := run(ctx, &Options{IO: io, DataDir: dir, JobID: failing})
-	if code := exitCode(err); code != ExitFailed || !strings.Contains(err.Error(), "failed") {
+	if code := exitCode(err); code != clio.ExitFailure || !strings.Contains(err.Error(), "failed") {
 		t.Fatalf("failed job: exit %d, %v", code, err)
 	}
 	if strings.Contains(err.Error()+errOut.String(), "Sentinel-worker") {
@@ -81,7 +82,7 @@ func TestExitCodes(t *testing.T) {
 	if _, err := s.Store.Apply(ctx, cancelled, jobs.Cancelled()); err != nil {
 		t.Fatal(err)
 	}
-	if code := exitCode(run(ctx, &Options{IO: io, DataDir: dir, JobID: cancelled})); code != ExitStopped {
+	if code := exitCode(run(ctx, &Options{IO: io, DataDir: dir, JobID: cancelled})); code != clio.ExitCanceled {
 		t.Fatalf("cancelled job: exit %d", code)
 	}
 }

@@ -1,4 +1,4 @@
-package jobscmd
+package jobclient
 
 import (
 	"context"
@@ -24,6 +24,8 @@ type FollowOptions struct {
 	// Logs streams the job's log lines (when not a TTY) instead of
 	// progress lines.
 	Logs bool
+	// Verbose streams the log lines on a terminal too.
+	Verbose bool
 	// Interval between status polls (default 1s).
 	Interval time.Duration
 }
@@ -42,7 +44,7 @@ func Follow(ctx context.Context, w io.Writer, c *apiclient.Client, id string, o 
 	logCtx, stopLogs := context.WithCancel(ctx)
 	defer stopLogs()
 	var logErr error
-	if o.Logs && !o.TTY {
+	if o.Logs && (!o.TTY || o.Verbose) {
 		logWG.Add(1)
 		go func() {
 			defer logWG.Done()
@@ -87,7 +89,7 @@ func Follow(ctx context.Context, w io.Writer, c *apiclient.Client, id string, o 
 			}
 			pr.Progress(toEngine(v.Progress))
 			if !o.TTY && !o.Logs {
-				if line := progressLine(v); line != "" && line != lastLine {
+				if line := ProgressLine(v); line != "" && line != lastLine {
 					lastLine = line
 					pr.Logf("progress: %s", line)
 				}
@@ -130,9 +132,9 @@ func toEngine(p jobs.Progress) replicator.Progress {
 	}
 }
 
-// progressLine summarizes a job's progress in one line ("" when there is
+// ProgressLine summarizes a job's progress in one line ("" when there is
 // none yet).
-func progressLine(v api.JobView) string {
+func ProgressLine(v api.JobView) string {
 	p := v.Progress
 	if p.Phase == "" && p.DatabasesTotal == 0 {
 		return ""
