@@ -2,6 +2,7 @@ package awslambda_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -20,7 +21,6 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
@@ -283,9 +283,12 @@ func TestIAMEnforcedJobFlow(t *testing.T) {
 		}},
 	}
 	for _, rf := range refusals {
-		err := rf.call(keyConfig(t, keys[rf.role]))
-		if !accessDenied(err) {
-			t.Errorf("%s key calling %s: %v; want AccessDenied (outside its policy)", rf.role, rf.op, err)
+		rec := &lastResponse{}
+		cfg := keyConfig(t, keys[rf.role])
+		cfg.HTTPClient = &http.Client{Transport: rec}
+		err := rf.call(cfg)
+		if !rec.accessDenied(err) {
+			t.Errorf("%s key calling %s: %v (response %d %s); want AccessDenied (outside its policy)", rf.role, rf.op, err, rec.status, rec.body)
 		}
 	}
 }
@@ -310,20 +313,41 @@ func keyConfig(t *testing.T, k accessKey) aws.Config {
 	return cfg
 }
 
-// accessDenied: moto's refusal of an action the key's policies do not
-// allow (AccessDenied, HTTP 403; for the JSON protocols the SDK may not
-// parse moto's XML error body, so the status and body are checked too).
-func accessDenied(err error) bool {
-	if err == nil {
+// lastResponse records the last response's status and body: moto answers
+// a refusal with an XML error body even to the JSON protocols (SSM, Logs),
+// which the SDK then reports as a deserialization error.
+type lastResponse struct {
+	status int
+	body   []byte
+}
+
+func (l *lastResponse) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	l.body, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	l.status = resp.StatusCode
+	resp.Body = io.NopCloser(bytes.NewReader(l.body))
+	return resp, nil
+}
+
+// accessDenied: the call failed with moto's refusal of an action the
+// key's policies do not allow (403, code AccessDenied, "is not authorized
+// to perform").
+func (l *lastResponse) accessDenied(err error) bool {
+	if err == nil || l.status != http.StatusForbidden {
 		return false
 	}
 	var ae smithy.APIError
-	if errors.As(err, &ae) && strings.Contains(ae.ErrorCode(), "AccessDenied") {
+	if errors.As(err, &ae) && ae.ErrorCode() == "AccessDenied" {
 		return true
 	}
-	var re *awshttp.ResponseError
-	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden &&
-		strings.Contains(err.Error(), "AccessDenied")
+	return bytes.Contains(l.body, []byte("<Code>AccessDenied</Code>")) && bytes.Contains(l.body, []byte("is not authorized to perform"))
 }
 
 // motoIAMBootstrap spends the enforcing moto's unsigned actions on an
