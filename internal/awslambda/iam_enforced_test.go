@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,8 +34,8 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/backends"
 	"github.com/serenorg/postgres-seren-replicator/internal/joblog"
 	"github.com/serenorg/postgres-seren-replicator/internal/jobs"
-	"github.com/serenorg/postgres-seren-replicator/internal/telemetry/cwtelemetry"
 	"github.com/serenorg/postgres-seren-replicator/internal/testutil/awstest"
+	"github.com/serenorg/postgres-seren-replicator/internal/testutil/pgtest"
 )
 
 // TestIAMEnforcedJobFlow runs each component (the API function, the
@@ -115,11 +116,18 @@ func TestIAMEnforcedJobFlow(t *testing.T) {
 	ctx := context.Background()
 	gone := map[ec2types.InstanceStateName]bool{ec2types.InstanceStateNameShuttingDown: true, ec2types.InstanceStateNameTerminated: true}
 
-	// 1. The API function (coordinator key) takes two jobs: the API key
-	// from SSM (GetParameter, GetParametersByPath), JobSubmitted metrics.
+	// 1. The API function (coordinator key) takes two jobs: A copies a
+	// database between two real PostgreSQL clusters, B is cancelled later.
+	// It reads the API key from SSM (GetParameter, GetParametersByPath)
+	// and sends JobSubmitted.
+	src, dst := pgtest.Pair(t)
+	dbName, _ := src.NewDB(t, dst)
+	src.Exec(t, dbName, `CREATE TABLE orders (id int PRIMARY KEY, note text);
+		INSERT INTO orders SELECT g, 'order ' || g FROM generate_series(1, 200) g;`)
 	useKey(t, keys["coordinator"])
 	apiFn := newSubmitter(t, s, s.config(t, nil))
-	jobA := apiFn.submit(t, 1<<20)
+	jobA := apiFn.submitBody(t, submitBody(t, src.URL("postgres").Secret(), dst.URL("postgres").Secret(),
+		jobs.Filter{IncludeDatabases: []string{dbName}}, jobs.Options{NoSync: true, EstimatedSizeBytes: 1 << 20}))
 	jobB := apiFn.submit(t, 1<<20)
 	if sum, _ := s.metricSum(t, "JobSubmitted"); sum != 2 {
 		t.Errorf("JobSubmitted sum %v, want 2: PutMetricData with the coordinator key", sum)
@@ -144,50 +152,48 @@ func TestIAMEnforcedJobFlow(t *testing.T) {
 		t.Errorf("JobProvisioned sum %v, want 2: PutMetricData with the provisioner key", sum)
 	}
 
-	// 3. Job A's worker (worker key), on its instance: starts the job,
-	// ships its log lines (CreateLogStream, PutLogEvents), reads them back
-	// (DescribeLogStreams, FilterLogEvents), sends its metrics and
-	// terminates its own instance.
+	// 3. Job A's worker (worker key): the real worker command, as the
+	// instance's unit runs it (moto's instance is a record, not a VM; the
+	// instance id comes from the override instead of IMDS). It reads the
+	// job, opens its credentials, copies the database, heartbeats, ships
+	// its log (CreateLogStream, PutLogEvents, ...), sends its metrics and
+	// terminates its own instance, all with the worker key.
 	useKey(t, keys["worker"])
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(wctx, binary(t, "./cmd/postgres-seren-replicator"), "worker", "--job-id", jobA, "--heartbeat-every", "1s")
+	cmd.Env = os.Environ()
 	for k, v := range s.workerEnv() {
-		t.Setenv(k, v)
+		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	t.Setenv(backends.EnvWorkerInstanceID, a.WorkerID)
-	t.Setenv(backends.EnvWorkerNoShutdownFile, filepath.Join(t.TempDir(), "no-shutdown"))
-	wset, err := backends.Open(ctx, backends.FromEnv(backends.Config{Backend: backends.AWS}), backends.ForWorker|backends.PartMetrics)
-	if err != nil {
-		t.Fatal(err)
+	cmd.Env = append(cmd.Env, backends.EnvWorkerInstanceID+"="+a.WorkerID,
+		backends.EnvWorkerNoShutdownFile+"="+filepath.Join(t.TempDir(), "no-shutdown"))
+	var workerOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &workerOut, &workerOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("worker: %v\n%s", err, workerOut.String())
 	}
-	defer wset.Close()
-	if _, err := wset.Store.Apply(ctx, jobA, jobs.Started(a.WorkerID)); err != nil {
-		t.Fatal(err)
+	if j := s.job(t, jobA); j.Status != jobs.StatusCompleted {
+		t.Fatalf("job A after the worker: %s %q\n%s", j.Status, j.Error, workerOut.String())
 	}
-	tag := "iam-enforced-" + randHex(t, 4)
-	if err := wset.Logs.Append(ctx, jobA, []joblog.Line{{Text: "copying " + tag}, {Text: "done " + tag}}); err != nil {
-		t.Errorf("worker log shipping: %v", err)
-	}
-	if got, err := wset.Logs.Read(ctx, jobA, 0, 0); err != nil || len(got) != 2 {
-		t.Errorf("worker reads its log: %d lines, %v", len(got), err)
-	}
-	rec, ok := wset.Metrics.(*cwtelemetry.Recorder)
-	if !ok {
-		t.Fatalf("worker metrics are %T", wset.Metrics)
-	}
-	rec.JobFinished(string(jobs.CommandInit), string(jobs.StatusCompleted), time.Minute)
-	if err := wset.Flush(ctx); err != nil {
-		t.Errorf("worker PutMetricData: %v", err)
-	}
-	if _, err := wset.Store.Apply(ctx, jobA, jobs.Completed(nil)); err != nil {
-		t.Fatal(err)
-	}
-	if skipped, err := wset.Self.Terminate(ctx); err != nil || skipped {
-		t.Errorf("worker terminates itself: skipped %v, %v", skipped, err)
+	var rows int
+	if err := dst.Conn(t, dbName).QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&rows); err != nil || rows != 200 {
+		t.Errorf("target orders: %d rows (%v), want 200", rows, err)
 	}
 	if st := s.instanceState(t, a.WorkerID); !gone[st] {
-		t.Errorf("job A's instance is %s after the worker terminated itself", st)
+		t.Errorf("job A's instance is %s after the worker; the worker key must terminate it", st)
 	}
 	if sum, _ := s.metricSum(t, "JobCompleted"); sum != 1 {
 		t.Errorf("JobCompleted sum %v, want 1: PutMetricData with the worker key", sum)
+	}
+	var shipped int
+	for _, e := range s.logEvents(t) {
+		if strings.Contains(e, jobA) {
+			shipped++
+		}
+	}
+	if shipped < 3 {
+		t.Errorf("%d of job A's log lines in CloudWatch Logs; the worker key must ship them\n%s", shipped, workerOut.String())
 	}
 
 	// 4. The API function reads job A's log (DescribeLogStreams,
@@ -206,7 +212,7 @@ func TestIAMEnforcedJobFlow(t *testing.T) {
 		mustJSON(t, sc.Bytes(), &l)
 		lines = append(lines, l)
 	}
-	if len(lines) != 2 || !strings.Contains(lines[1].Text, tag) {
+	if len(lines) != shipped || !strings.Contains(lines[len(lines)-1].Text, "job completed") {
 		t.Errorf("GET /jobs/%s/logs: %s", jobA, resp.Body)
 	}
 	resp, err = apiFn.fn.Handle(ctx, s.apiEvent(t, http.MethodPost, "/jobs/"+jobB+"/cancel", nil, s.apiKey))
