@@ -38,16 +38,21 @@ import (
 	"github.com/serenorg/postgres-seren-replicator/internal/testutil/pgtest"
 )
 
-// TestIAMEnforcedJobFlow runs each component (the API function, the
-// provisioner, the worker, the reaper) through the job flow against a moto
-// server with IAM enforcement on (INITIAL_NO_AUTH_ACTION_COUNT, started by
-// scripts/emulators.sh as SEREN_TEST_MOTO_IAM_ENDPOINT), each with the
-// access key of an IAM user whose only policy is its role's
+// TestIAMEnforcedJobFlow runs each component through the job flow against
+// a moto server with IAM enforcement on (INITIAL_NO_AUTH_ACTION_COUNT;
+// scripts/emulators.sh starts it as SEREN_TEST_MOTO_IAM_ENDPOINT), each
+// with the access key of an IAM user whose only policy is its role's
 // deploy/aws/terraform/policies/<role>.json.tpl, rendered with this
-// stack's values. Every call its code makes to SSM, EC2, CloudWatch and
-// CloudWatch Logs must be allowed, and one call outside its policy per
-// component must be refused with AccessDenied (proof that enforcement is
-// on for that key).
+// stack's values: the API function submits two jobs (in-process, as its
+// bootstrap runs it), the provisioner launches their workers, the real
+// worker command copies job A's database between two PostgreSQL clusters
+// and terminates its instance, the API function reads A's log and cancels
+// B (terminating B's worker), and the reaper fails a silent job and
+// terminates its worker. Every SSM, EC2, CloudWatch and CloudWatch Logs
+// call the components make must be allowed (the steps check the effects:
+// metrics, log lines, instance states), and per component one call
+// outside its policy must be refused with AccessDenied (proof that
+// enforcement is on for that key).
 //
 // What moto 5.2.1 enforces, and so what this test proves (read from
 // moto/core/authorization.py and moto/iam/access_control.py, and checked
