@@ -208,3 +208,26 @@ func TestUntrustedConnectErrorsDoNotTellPortsApart(t *testing.T) {
 		t.Errorf("detail %q lacks the reason", hidden.Detail)
 	}
 }
+
+// Attack: the IPv4-translated form ::ffff:0:a.b.c.d (RFC 2765/6145 SIIT,
+// ::ffff:0:0/96) of a loopback or metadata address passed the policy
+// (only ::ffff:a.b.c.d, ::a.b.c.d, NAT64 and 6to4 were unwrapped). Where a
+// stateless translator routes it, it reaches the IPv4 address it embeds.
+func TestNetPolicyDeniesIPv4TranslatedForms(t *testing.T) {
+	p, _ := ParseNetPolicy("")
+	for _, s := range []string{"::ffff:0:7f00:1", "::ffff:0:a9fe:a9fe", "::ffff:0:a00:1", "::ffff:0:c0a8:101"} {
+		if p.Allowed(netip.MustParseAddr(s)) {
+			t.Errorf("%s (IPv4-translated) allowed by the default policy", s)
+		}
+	}
+	if !p.Allowed(netip.MustParseAddr("::ffff:0:808:808")) {
+		t.Error("::ffff:0:808:808 (8.8.8.8 translated) denied")
+	}
+	if _, err := ParseUntrusted("postgres://u:pw@[::ffff:0:7f00:1]:5432/db", p); !errors.Is(err, ErrAddressNotAllowed) {
+		t.Errorf("ParseUntrusted of an IPv4-translated loopback: err = %v", err)
+	}
+	q, _ := ParseNetPolicy("127.0.0.0/8")
+	if !q.Allowed(netip.MustParseAddr("::ffff:0:7f00:1")) {
+		t.Error("an opened IPv4 range does not open its translated form")
+	}
+}
