@@ -112,6 +112,20 @@ func ParseUntrusted(s string, policy *NetPolicy) (URL, error) {
 			}
 		}
 	}
+	// The raw text was checked above; percent-encoding must not bring a
+	// NUL (a second startup parameter on the wire) or a line break back.
+	for _, v := range []string{u.User(), u.Password(), u.Database()} {
+		if strings.ContainsAny(v, "\x00\r\n") {
+			return URL{}, errors.New("connection URL user, password or database name contains control characters")
+		}
+	}
+	for _, vs := range q {
+		for _, v := range vs {
+			if strings.ContainsAny(v, "\x00\r\n") {
+				return URL{}, errors.New("connection URL parameter value contains control characters")
+			}
+		}
+	}
 	u.policy = policy
 	return u, nil
 }

@@ -231,3 +231,24 @@ func TestNetPolicyDeniesIPv4TranslatedForms(t *testing.T) {
 		t.Error("an opened IPv4 range does not open its translated form")
 	}
 }
+
+// Attack: ParseUntrusted refused NUL, CR and LF only in the raw text, so a
+// percent-encoded one (%00) reached the decoded database, user or password:
+// "db\x00options\x00-c …" is a second startup parameter on the wire, and a
+// line break a second line in a child tool's service file. The driver
+// refuses the NUL today; the policy must not depend on that.
+func TestParseUntrustedRefusesEncodedControlCharacters(t *testing.T) {
+	p, _ := ParseNetPolicy("")
+	for _, s := range []string{
+		"postgres://u:pw@db.example.com/db%00options%00-c%20log_statement%3Dall",
+		"postgres://u%00options%00-cx:pw@db.example.com/db",
+		"postgres://u:p%00w@db.example.com/db",
+		"postgres://u:pw@db.example.com/db%0Ax",
+		"postgres://u:pw@db.example.com/db?password=a%00b",
+		"postgres://u:pw@db.example.com/db?application_name=a%0Ab",
+	} {
+		if _, err := ParseUntrusted(s, p); err == nil {
+			t.Errorf("%s accepted", s)
+		}
+	}
+}
