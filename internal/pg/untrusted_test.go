@@ -252,3 +252,26 @@ func TestParseUntrustedRefusesEncodedControlCharacters(t *testing.T) {
 		}
 	}
 }
+
+// Attack: pg_dump/pg_restore for a job kept libpq's Kerberos defaults
+// (gssencmode=prefer, GSSAPI authentication allowed, the service's
+// KRB5CCNAME ticket cache): a job naming a server in the service's realm
+// made the child tool authenticate to it with the SERVICE's Kerberos
+// identity. A job's child tool must not offer or use GSSAPI.
+func TestUntrustedChildToolLendsNoKerberosIdentity(t *testing.T) {
+	t.Setenv("KRB5CCNAME", "FILE:/tmp/krb5cc_service")
+	p, _ := ParseNetPolicy("127.0.0.0/8")
+	u, err := ParseUntrusted("postgres://bob:pw@localhost:5432/db", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _, err := u.ChildConn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"PGGSSENCMODE=disable", "PGREQUIREAUTH=password,md5,scram-sha-256,none", "KRB5CCNAME=FILE:" + noFile} {
+		if !contains(env, w) {
+			t.Errorf("untrusted child env lacks %s: %v", w, env)
+		}
+	}
+}
