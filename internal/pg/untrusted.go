@@ -233,7 +233,9 @@ func untrustedConnConfig(u URL) (*pgx.ConnConfig, error) {
 		return nil, fmt.Errorf("connection settings of %s: %s", u, Redact(err.Error(), u))
 	}
 	// Only the settings above reach the server (no PGOPTIONS, PGTZ, …).
-	cfg.RuntimeParams = map[string]string{"application_name": set["application_name"]}
+	// client_encoding at startup outranks a role's or database's default:
+	// a predicate's text is read as the UTF-8 it was checked in.
+	cfg.RuntimeParams = map[string]string{"application_name": set["application_name"], "client_encoding": "UTF8"}
 	cfg.Password = set["password"]
 	cfg.LookupFunc = u.policy.lookup
 	cfg.DialFunc = u.policy.dial

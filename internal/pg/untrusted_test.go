@@ -275,3 +275,35 @@ func TestUntrustedChildToolLendsNoKerberosIdentity(t *testing.T) {
 		}
 	}
 }
+
+// Attack: a role may set its own defaults (ALTER ROLE me SET
+// client_encoding = 'SJIS'; ALTER ROLE me SET backslash_quote = on). The
+// connection sent no client_encoding, so the server read the predicate
+// text as SJIS: the re-emitted literal E'Δ\\' (bytes CE 94 5C 5C 27) became
+// a katakana, a kanji (94 5C) and an escaped quote, the literal ran on into
+// the next one, and the rest of a checked predicate — "); COMMIT; COPY …
+// TO PROGRAM …; --" — ran as SQL (seen against PostgreSQL 15). A client
+// encoding sent at startup outranks every role and database default.
+func TestConnectionsPinClientEncodingUTF8(t *testing.T) {
+	p, _ := ParseNetPolicy("")
+	u, err := ParseUntrusted("postgres://u:pw@db.example.com/app", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, url := range map[string]URL{"job": u, "cli": MustParseURL("postgres://u:pw@db.example.com/app")} {
+		cfg, err := ConnConfig(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.RuntimeParams["client_encoding"]; got != "UTF8" {
+			t.Errorf("%s connection: client_encoding = %q, want UTF8 sent at startup", name, got)
+		}
+		pc, err := PoolConfig(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := pc.ConnConfig.RuntimeParams["client_encoding"]; got != "UTF8" {
+			t.Errorf("%s pool: client_encoding = %q, want UTF8 sent at startup", name, got)
+		}
+	}
+}
