@@ -11,6 +11,7 @@
 #   fauxqs    (SQS)                         127.0.0.1:$EMU_PORT_SQS      (47002)
 #   local-kms (KMS; listens on all ifaces)  :$EMU_PORT_KMS               (47003)
 #   moto      (SSM, EC2, CloudWatch, Logs)  127.0.0.1:$EMU_PORT_MOTO     (47010)
+#   moto with IAM enforcement (IAM tests)   127.0.0.1:$EMU_PORT_MOTO_IAM (47020)
 #   aws-lambda-rie (one function)           emu_start_lambda BOOTSTRAP   (47004/47005)
 #
 # moto cannot be installed from the registries reachable here; it is
@@ -30,6 +31,11 @@ EMU_PORT_KMS="${EMU_PORT_KMS:-47003}"
 EMU_PORT_RIE="${EMU_PORT_RIE:-47004}"
 EMU_PORT_RIE_RUNTIME="${EMU_PORT_RIE_RUNTIME:-47005}"
 EMU_PORT_MOTO="${EMU_PORT_MOTO:-47010}"
+EMU_PORT_MOTO_IAM="${EMU_PORT_MOTO_IAM:-47020}"
+# The enforcing moto answers this many unsigned (root) actions, then only
+# requests signed by an IAM user's key whose policies allow the action
+# (internal/awslambda/iam_enforced_test.go creates its users with them).
+EMU_MOTO_IAM_NO_AUTH=3
 
 # Pinned versions (the npm ones live in tools/aws-emulators/package-lock.json).
 LOCAL_KMS_VERSION=v0.0.0-20260228092603-2a5e92d09ab6
@@ -123,7 +129,7 @@ emu_start() {
   local nm moto p
   rm -rf "$EMU_RUN"
   mkdir -p "$EMU_RUN/kms-data" || return 1
-  for p in "dynalite:$EMU_PORT_DYNAMODB" "fauxqs:$EMU_PORT_SQS" "kms:$EMU_PORT_KMS" "moto:$EMU_PORT_MOTO"; do
+  for p in "dynalite:$EMU_PORT_DYNAMODB" "fauxqs:$EMU_PORT_SQS" "kms:$EMU_PORT_KMS" "moto:$EMU_PORT_MOTO" "moto-iam:$EMU_PORT_MOTO_IAM"; do
     _emu_port_free "${p%%:*}" "${p##*:}" || return 1
   done
   nm="$EMU_DIR/node/node_modules"
@@ -160,6 +166,9 @@ YAML
   moto=$(emu_moto_path)
   if [ -n "$moto" ]; then
     _emu_bg moto "$moto" -H 127.0.0.1 -p "$EMU_PORT_MOTO"
+    # A second moto, with IAM enforcement on, for the IAM test: separate so
+    # the other tests keep their unsigned "test" credentials.
+    INITIAL_NO_AUTH_ACTION_COUNT="$EMU_MOTO_IAM_NO_AUTH" _emu_bg moto-iam "$moto" -H 127.0.0.1 -p "$EMU_PORT_MOTO_IAM"
   else
     echo "moto_server not found (it is preinstalled, not installable here): SSM/EC2/CloudWatch tests will skip, or fail under CI=true" >&2
   fi
@@ -169,6 +178,9 @@ YAML
   _emu_wait_http kms "http://127.0.0.1:$EMU_PORT_KMS/" || return 1
   if [ -f "$EMU_RUN/moto.pid" ]; then
     _emu_wait_http moto "http://127.0.0.1:$EMU_PORT_MOTO/moto-api/" 30 || return 1
+  fi
+  if [ -f "$EMU_RUN/moto-iam.pid" ]; then
+    _emu_wait_http moto-iam "http://127.0.0.1:$EMU_PORT_MOTO_IAM/moto-api/" 30 || return 1
   fi
 
   export SEREN_TF_SCHEMA_DIR="$EMU_DIR/cdktf/package/lib"
@@ -188,6 +200,10 @@ YAML
     # moto speaks awsjson/query, not the CBOR the current cloudwatch client
     # sends; cwtelemetry switches protocol only when this is set.
     export SEREN_CLOUDWATCH_PROTOCOL=awsjson
+  fi
+  if [ -f "$EMU_RUN/moto-iam.pid" ]; then
+    export SEREN_TEST_MOTO_IAM_ENDPOINT="http://127.0.0.1:$EMU_PORT_MOTO_IAM"
+    export SEREN_TEST_MOTO_IAM_NO_AUTH="$EMU_MOTO_IAM_NO_AUTH"
   fi
 }
 

@@ -27,7 +27,7 @@ emu_install
 
 if [ -z "$(emu_moto_path)" ]; then
   if $ci; then
-    echo "moto_server not found: SSM, EC2 and CloudWatch tests cannot run. It is preinstalled on the project's machines (pip moto 5.2.1); set MOTO_SERVER to its path." >&2
+    echo "moto_server not found: SSM, EC2, CloudWatch and IAM-enforced tests cannot run. It is preinstalled on the project's machines (pip moto 5.2.1); set MOTO_SERVER to its path." >&2
     exit 1
   fi
   echo "warning: moto_server not found; SSM/EC2/CloudWatch tests will skip" >&2
@@ -64,7 +64,7 @@ passed=$(grep -cE '^\s*--- PASS:' "$out" || true)
 failed=$(grep -cE '^\s*--- FAIL:' "$out" || true)
 skipped=$(grep -cE '^\s*--- SKIP:' "$out" || true)
 echo
-log "AWS test summary (emulators: dynalite, fauxqs, local-kms$([ -f "$EMU_RUN/moto.pid" ] && echo ", moto"))"
+log "AWS test summary (emulators: dynalite, fauxqs, local-kms$([ -f "$EMU_RUN/moto.pid" ] && echo ", moto, moto with IAM enforcement"))"
 grep -E '^(ok|FAIL)\s' "$out" || true
 if [ "$skipped" -gt 0 ]; then
   echo "skipped:"

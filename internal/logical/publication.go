@@ -328,7 +328,54 @@ var timeFilterRE = regexp.MustCompile(`\(((?:"(?:[^"]|"")+")|[a-z_][a-z0-9_$]*) 
 // source now (a publication's row filter must be immutable).
 func freezeTimeFilters(ctx context.Context, q pg.Querier, t TableSpec) (string, error) {
 	var firstErr error
-	out := timeFilterRE.ReplaceAllStringFunc(t.RowFilter, func(m string) string {
+	inQuotes := quotedAt(t.RowFilter)
+	var b strings.Builder
+	last := 0
+	for _, loc := range timeFilterRE.FindAllStringIndex(t.RowFilter, -1) {
+		b.WriteString(t.RowFilter[last:loc[0]])
+		last = loc[1]
+		m := t.RowFilter[loc[0]:loc[1]]
+		if inQuotes[loc[0]] {
+			// inside a quoted name or a literal: text, not a time filter
+			b.WriteString(m)
+			continue
+		}
+		b.WriteString(freezeOne(ctx, q, t, m, &firstErr))
+	}
+	b.WriteString(t.RowFilter[last:])
+	return b.String(), firstErr
+}
+
+// timeFilterTypes are the column types (as format_type prints them) a
+// time filter's cut-off is cast to; nothing else is pasted into a filter.
+var timeFilterTypes = regexp.MustCompile(`^(date|timestamp(\([0-6]\))? with(out)? time zone)$`)
+
+// quotedAt reports, for each byte of s, whether it lies inside a quoted
+// identifier or a string literal (as the deparser writes them: quotes
+// inside are doubled, so toggling on each quote character is exact).
+func quotedAt(s string) []bool {
+	out := make([]bool, len(s))
+	var q byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if q == 0 && (c == '"' || c == '\'') {
+			q = c
+			out[i] = true
+			continue
+		}
+		out[i] = q != 0
+		if q != 0 && c == q {
+			q = 0
+		}
+	}
+	return out
+}
+
+// freezeOne freezes one time-filter predicate m of t's row filter.
+func freezeOne(ctx context.Context, q pg.Querier, t TableSpec, m string, errp *error) string {
+	firstErr := *errp
+	defer func() { *errp = firstErr }()
+	{
 		sub := timeFilterRE.FindStringSubmatch(m)
 		col := sub[1]
 		if strings.HasPrefix(col, `"`) {
@@ -344,6 +391,12 @@ WHERE a.attrelid = $1::regclass AND a.attname = $2 AND NOT a.attisdropped`, pg.I
 			}
 			return m
 		}
+		if !timeFilterTypes.MatchString(typ) {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("time filter on %s: column %q is of type %s, not date or timestamp", t, col, typ)
+			}
+			return m
+		}
 		var v string
 		if err := q.QueryRow(ctx, "SELECT (now() - $1::interval)::"+typ+"::text", sub[2]).Scan(&v); err != nil {
 			if firstErr == nil {
@@ -352,6 +405,5 @@ WHERE a.attrelid = $1::regclass AND a.attname = $2 AND NOT a.attisdropped`, pg.I
 			return m
 		}
 		return "(" + pg.Ident(col) + " >= " + pg.Literal(v) + "::" + typ + ")"
-	})
-	return out, firstErr
+	}
 }

@@ -68,6 +68,9 @@ func (u URL) childConn(ctx context.Context) (env []string, conninfo string, hidd
 			set[k] = noFile
 		}
 		delete(set, "sslpassword")
+		// No GSSAPI: the service's Kerberos identity is not the job's.
+		set["gssencmode"] = "disable"
+		set["require_auth"] = "password,md5,scram-sha-256,none" // libpq 16+; older ignores it
 		if set["sslrootcert"] == "" {
 			set["sslrootcert"] = noFile
 			if strings.HasPrefix(set["sslmode"], "verify-") {
@@ -102,7 +105,9 @@ func (u URL) childConn(ctx context.Context) (env []string, conninfo string, hidd
 	}
 	env = []string{"PGCONNECT_TIMEOUT=15"}
 	if u.policy != nil {
-		env = append(env, "PGSYSCONFDIR="+noFile)
+		env = append(env, "PGSYSCONFDIR="+noFile,
+			// and no ticket cache or client keytab for a libpq older than 16
+			"KRB5CCNAME=FILE:"+noFile, "KRB5_CLIENT_KTNAME=FILE:"+noFile)
 	}
 	var extra []string
 	keys := make([]string, 0, len(set))

@@ -46,6 +46,10 @@ func ConnConfig(u URL) (*pgx.ConnConfig, error) {
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = "postgres-seren-replicator"
 	}
+	// Sent at startup, it outranks role and database defaults: SQL text
+	// (row filters included) is read as the UTF-8 it was written in, never
+	// as a client-only encoding such as SJIS whose trail bytes swallow '\'.
+	cfg.RuntimeParams["client_encoding"] = "UTF8"
 	return cfg, nil
 }
 
@@ -95,6 +99,7 @@ func PoolConfig(u URL) (*pgxpool.Config, error) {
 		cfg.ConnConfig.ConnectTimeout = 15e9
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "postgres-seren-replicator"
+	cfg.ConnConfig.RuntimeParams["client_encoding"] = "UTF8" // see ConnConfig
 	return cfg, nil
 }
 

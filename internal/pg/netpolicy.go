@@ -106,6 +106,8 @@ var (
 	nat64   = netip.MustParsePrefix("64:ff9b::/96")
 	sixTo4  = netip.MustParsePrefix("2002::/16")
 	mapped4 = netip.MustParsePrefix("::ffff:0:0/96")
+	// translated4 is the IPv4-translated form (RFC 2765/6145 SIIT).
+	translated4 = netip.MustParsePrefix("::ffff:0:0:0/96")
 )
 
 func mustPrefixes(ss ...string) []netip.Prefix {
@@ -143,7 +145,7 @@ func (p *NetPolicy) Allowed(a netip.Addr) bool {
 }
 
 // embeddedV4 returns the IPv4 address an IPv6 address stands for:
-// IPv4-mapped, IPv4-compatible, NAT64 or 6to4.
+// IPv4-mapped, IPv4-translated, IPv4-compatible, NAT64 or 6to4.
 func embeddedV4(a netip.Addr) (netip.Addr, bool) {
 	if a.Is4() {
 		return netip.Addr{}, false
@@ -152,7 +154,7 @@ func embeddedV4(a netip.Addr) (netip.Addr, bool) {
 	switch {
 	case mapped4.Contains(a), a.Is4In6():
 		return a.Unmap(), true
-	case nat64.Contains(a):
+	case nat64.Contains(a), translated4.Contains(a):
 		return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}), true
 	case sixTo4.Contains(a):
 		return netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]}), true

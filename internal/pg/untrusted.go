@@ -112,6 +112,20 @@ func ParseUntrusted(s string, policy *NetPolicy) (URL, error) {
 			}
 		}
 	}
+	// The raw text was checked above; percent-encoding must not bring a
+	// NUL (a second startup parameter on the wire) or a line break back.
+	for _, v := range []string{u.User(), u.Password(), u.Database()} {
+		if strings.ContainsAny(v, "\x00\r\n") {
+			return URL{}, errors.New("connection URL user, password or database name contains control characters")
+		}
+	}
+	for _, vs := range q {
+		for _, v := range vs {
+			if strings.ContainsAny(v, "\x00\r\n") {
+				return URL{}, errors.New("connection URL parameter value contains control characters")
+			}
+		}
+	}
 	u.policy = policy
 	return u, nil
 }
@@ -219,7 +233,9 @@ func untrustedConnConfig(u URL) (*pgx.ConnConfig, error) {
 		return nil, fmt.Errorf("connection settings of %s: %s", u, Redact(err.Error(), u))
 	}
 	// Only the settings above reach the server (no PGOPTIONS, PGTZ, …).
-	cfg.RuntimeParams = map[string]string{"application_name": set["application_name"]}
+	// client_encoding at startup outranks a role's or database's default:
+	// a predicate's text is read as the UTF-8 it was checked in.
+	cfg.RuntimeParams = map[string]string{"application_name": set["application_name"], "client_encoding": "UTF8"}
 	cfg.Password = set["password"]
 	cfg.LookupFunc = u.policy.lookup
 	cfg.DialFunc = u.policy.dial

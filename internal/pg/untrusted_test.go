@@ -208,3 +208,102 @@ func TestUntrustedConnectErrorsDoNotTellPortsApart(t *testing.T) {
 		t.Errorf("detail %q lacks the reason", hidden.Detail)
 	}
 }
+
+// Attack: the IPv4-translated form ::ffff:0:a.b.c.d (RFC 2765/6145 SIIT,
+// ::ffff:0:0/96) of a loopback or metadata address passed the policy
+// (only ::ffff:a.b.c.d, ::a.b.c.d, NAT64 and 6to4 were unwrapped). Where a
+// stateless translator routes it, it reaches the IPv4 address it embeds.
+func TestNetPolicyDeniesIPv4TranslatedForms(t *testing.T) {
+	p, _ := ParseNetPolicy("")
+	for _, s := range []string{"::ffff:0:7f00:1", "::ffff:0:a9fe:a9fe", "::ffff:0:a00:1", "::ffff:0:c0a8:101"} {
+		if p.Allowed(netip.MustParseAddr(s)) {
+			t.Errorf("%s (IPv4-translated) allowed by the default policy", s)
+		}
+	}
+	if !p.Allowed(netip.MustParseAddr("::ffff:0:808:808")) {
+		t.Error("::ffff:0:808:808 (8.8.8.8 translated) denied")
+	}
+	if _, err := ParseUntrusted("postgres://u:pw@[::ffff:0:7f00:1]:5432/db", p); !errors.Is(err, ErrAddressNotAllowed) {
+		t.Errorf("ParseUntrusted of an IPv4-translated loopback: err = %v", err)
+	}
+	q, _ := ParseNetPolicy("127.0.0.0/8")
+	if !q.Allowed(netip.MustParseAddr("::ffff:0:7f00:1")) {
+		t.Error("an opened IPv4 range does not open its translated form")
+	}
+}
+
+// Attack: ParseUntrusted refused NUL, CR and LF only in the raw text, so a
+// percent-encoded one (%00) reached the decoded database, user or password:
+// "db\x00options\x00-c …" is a second startup parameter on the wire, and a
+// line break a second line in a child tool's service file. The driver
+// refuses the NUL today; the policy must not depend on that.
+func TestParseUntrustedRefusesEncodedControlCharacters(t *testing.T) {
+	p, _ := ParseNetPolicy("")
+	for _, s := range []string{
+		"postgres://u:pw@db.example.com/db%00options%00-c%20log_statement%3Dall",
+		"postgres://u%00options%00-cx:pw@db.example.com/db",
+		"postgres://u:p%00w@db.example.com/db",
+		"postgres://u:pw@db.example.com/db%0Ax",
+		"postgres://u:pw@db.example.com/db?password=a%00b",
+		"postgres://u:pw@db.example.com/db?application_name=a%0Ab",
+	} {
+		if _, err := ParseUntrusted(s, p); err == nil {
+			t.Errorf("%s accepted", s)
+		}
+	}
+}
+
+// Attack: pg_dump/pg_restore for a job kept libpq's Kerberos defaults
+// (gssencmode=prefer, GSSAPI authentication allowed, the service's
+// KRB5CCNAME ticket cache): a job naming a server in the service's realm
+// made the child tool authenticate to it with the SERVICE's Kerberos
+// identity. A job's child tool must not offer or use GSSAPI.
+func TestUntrustedChildToolLendsNoKerberosIdentity(t *testing.T) {
+	t.Setenv("KRB5CCNAME", "FILE:/tmp/krb5cc_service")
+	p, _ := ParseNetPolicy("127.0.0.0/8")
+	u, err := ParseUntrusted("postgres://bob:pw@localhost:5432/db", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _, err := u.ChildConn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"PGGSSENCMODE=disable", "PGREQUIREAUTH=password,md5,scram-sha-256,none", "KRB5CCNAME=FILE:" + noFile} {
+		if !contains(env, w) {
+			t.Errorf("untrusted child env lacks %s: %v", w, env)
+		}
+	}
+}
+
+// Attack: a role may set its own defaults (ALTER ROLE me SET
+// client_encoding = 'SJIS'; ALTER ROLE me SET backslash_quote = on). The
+// connection sent no client_encoding, so the server read the predicate
+// text as SJIS: the re-emitted literal E'Δ\\' (bytes CE 94 5C 5C 27) became
+// a katakana, a kanji (94 5C) and an escaped quote, the literal ran on into
+// the next one, and the rest of a checked predicate — "); COMMIT; COPY …
+// TO PROGRAM …; --" — ran as SQL (seen against PostgreSQL 15). A client
+// encoding sent at startup outranks every role and database default.
+func TestConnectionsPinClientEncodingUTF8(t *testing.T) {
+	p, _ := ParseNetPolicy("")
+	u, err := ParseUntrusted("postgres://u:pw@db.example.com/app", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, url := range map[string]URL{"job": u, "cli": MustParseURL("postgres://u:pw@db.example.com/app")} {
+		cfg, err := ConnConfig(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.RuntimeParams["client_encoding"]; got != "UTF8" {
+			t.Errorf("%s connection: client_encoding = %q, want UTF8 sent at startup", name, got)
+		}
+		pc, err := PoolConfig(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := pc.ConnConfig.RuntimeParams["client_encoding"]; got != "UTF8" {
+			t.Errorf("%s pool: client_encoding = %q, want UTF8 sent at startup", name, got)
+		}
+	}
+}

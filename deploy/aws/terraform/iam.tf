@@ -1,9 +1,10 @@
 # Least-privilege roles, one per component. Each role's policy is one JSON
 # template in policies/<role>.json.tpl: Terraform renders it here, and the Go
-# tests (internal/awsiam) read the very same files, check that every AWS
-# operation the component's code can call is allowed and nothing else is,
-# and run the components against moto with IAM enforcement on and
-# credentials limited to exactly that policy. Every permission beyond the
+# tests (internal/awslambda/iam_test.go) read the very same files, check
+# that every AWS operation the component's code can call is allowed and
+# nothing else is, and (iam_enforced_test.go) run the components against
+# moto with IAM enforcement on and credentials limited to exactly that
+# policy (moto checks actions, not resources or conditions). Every permission beyond the
 # guide's list is explained in deploy/aws/README.md ("IAM").
 #
 # Every EC2 condition is scoped to this deployment: the SerenDeployment tag

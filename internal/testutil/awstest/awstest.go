@@ -34,7 +34,15 @@ const (
 	EC2            = "AWS_ENDPOINT_URL_EC2"
 	CloudWatch     = "AWS_ENDPOINT_URL_CLOUDWATCH"
 	CloudWatchLogs = "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS"
+	// MotoIAM is a second moto server started with IAM enforcement on
+	// (INITIAL_NO_AUTH_ACTION_COUNT): the IAM tests' endpoint for SSM, EC2,
+	// CloudWatch and Logs. MotoIAMNoAuthVar holds its count.
+	MotoIAM = "SEREN_TEST_MOTO_IAM_ENDPOINT"
 )
+
+// MotoIAMNoAuthVar names the variable holding the enforcing moto's
+// INITIAL_NO_AUTH_ACTION_COUNT (the unsigned actions it answers first).
+const MotoIAMNoAuthVar = "SEREN_TEST_MOTO_IAM_NO_AUTH"
 
 // KMSKeyVar names the variable holding the seeded KMS key alias.
 const KMSKeyVar = "SEREN_TEST_KMS_KEY_ID"
