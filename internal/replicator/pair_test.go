@@ -35,11 +35,16 @@ INSERT INTO items SELECT g, 'seed' FROM generate_series(1, 1000) g;`)
 	caughtUp := func(dst *pgtest.Cluster, want int) {
 		t.Helper()
 		n := pairNames(t, dst, db)
-		if err := logical.WaitCaughtUp(ctx, src.Conn(t, db), dst.Conn(t, db), n, 2*time.Minute); err != nil {
+		// Close the sessions at once: the later init --drop-existing on B
+		// refuses a database other sessions use.
+		sc, dc := src.Conn(t, db), dst.Conn(t, db)
+		defer sc.Close(ctx)
+		defer dc.Close(ctx)
+		if err := logical.WaitCaughtUp(ctx, sc, dc, n, 2*time.Minute); err != nil {
 			t.Fatalf("wait for %s: %v", n.Subscription, err)
 		}
 		var got int
-		if err := dst.Conn(t, db).QueryRow(ctx, "SELECT count(*) FROM items").Scan(&got); err != nil {
+		if err := dc.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&got); err != nil {
 			t.Fatal(err)
 		}
 		if got != want {

@@ -3,6 +3,8 @@ package workercmd
 import (
 	"context"
 	"errors"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -32,7 +34,7 @@ func newJob(t *testing.T, dir string, cmd jobs.Command) string {
 	if _, err := s.Store.Create(ctx, &jobs.Job{ID: id, Owner: "o", Credentials: sealed, Spec: jobs.Spec{Command: cmd}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Store.Apply(ctx, id, jobs.Provisioned("x", "local", "")); err != nil {
+	if _, err := s.Store.Apply(ctx, id, jobs.Provisioned(strconv.Itoa(os.Getpid()), "local", "")); err != nil {
 		t.Fatal(err)
 	}
 	return id
