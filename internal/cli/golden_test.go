@@ -27,7 +27,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 var volatile = regexp.MustCompile(`(^|_)(at|lsn|seconds|ms|bytes|id|pid|key|version|commit|time|platform|log_url|url|attempts)$`)
 
 var (
-	nameHash = regexp.MustCompile(`_[0-9a-f]{8}\b`)
+	nameHash = regexp.MustCompile(`(_[0-9a-f]{8})+\b`)
 	size     = regexp.MustCompile(`\b\d+(\.\d+)? (B|kB|MB|GB)\b`)
 )
 

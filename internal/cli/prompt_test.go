@@ -26,7 +26,9 @@ type term struct {
 	mu   sync.Mutex
 	out  strings.Builder
 	done chan struct{}
-	code int
+	// drained is closed once everything the process wrote has been read.
+	drained chan struct{}
+	code    int
 }
 
 func startTerm(t *testing.T, args ...string) *term {
@@ -42,8 +44,9 @@ func startTermEnv(t *testing.T, env []string, args ...string) *term {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tm := &term{t: t, cmd: cmd, f: f, done: make(chan struct{})}
+	tm := &term{t: t, cmd: cmd, f: f, done: make(chan struct{}), drained: make(chan struct{})}
 	go func() {
+		defer close(tm.drained)
 		buf := make([]byte, 4096)
 		for {
 			n, err := f.Read(buf)
@@ -114,6 +117,12 @@ func (tm *term) exit() int {
 	case <-time.After(2 * time.Minute):
 		tm.t.Fatalf("still running:\n%s", tm.text())
 	}
+	// The process has ended; what it wrote last may still be in the pty:
+	// read it all (the master reports EIO once drained).
+	select {
+	case <-tm.drained:
+	case <-time.After(10 * time.Second):
+	}
 	return tm.code
 }
 
@@ -121,6 +130,9 @@ func (tm *term) exit() int {
 // carry fully (no key, no replica identity).
 func promptDB(t *testing.T, src, dst *pgtest.Cluster) string {
 	db, _ := src.NewDB(t, dst)
+	// A second database, so the database picker has a choice to offer
+	// (the postgres database is left out unless named).
+	src.NewDB(t, dst)
 	src.Exec(t, db, "CREATE TABLE keep (id int PRIMARY KEY); CREATE TABLE nokey (v int); INSERT INTO keep VALUES (1)")
 	return db
 }

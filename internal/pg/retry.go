@@ -18,12 +18,23 @@ var retryDelays = []time.Duration{time.Second, 2 * time.Second, 4 * time.Second,
 // retryHook, when set (by tests), hears each failed attempt before a retry.
 var retryHook func(attempt int, err error)
 
+type noRetryKey struct{}
+
+// WithoutRetry marks ctx so that connections made under it try once: for
+// best-effort probes (a remote init's size estimate from the client, whose
+// source may be reachable only from the service) that must not wait out
+// the back-off.
+func WithoutRetry(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noRetryKey{}, true)
+}
+
 // withRetry runs try until it succeeds, fails with an error that is not
 // Transient, the attempts run out, or ctx ends (the last error is returned).
 func withRetry[T any](ctx context.Context, try func() (T, error)) (T, error) {
+	once, _ := ctx.Value(noRetryKey{}).(bool)
 	for attempt := 1; ; attempt++ {
 		v, err := try()
-		if err == nil || attempt > len(retryDelays) || !Transient(err) || ctx.Err() != nil {
+		if err == nil || once || attempt > len(retryDelays) || !Transient(err) || ctx.Err() != nil {
 			return v, err
 		}
 		if retryHook != nil {

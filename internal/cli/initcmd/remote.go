@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/serenorg/postgres-seren-replicator/internal/pg"
 	stdio "io"
 	"regexp"
 	"strings"
@@ -61,7 +62,7 @@ func runRemote(ctx context.Context, opts *Options, eng replicator.Options) error
 		Options: jobs.Options{DropExisting: opts.DropExisting, NoSync: opts.NoSync, JobTimeout: opts.JobTimeout},
 	}
 
-	ectx, cancel := context.WithTimeout(ctx, remoteEstimateTimeout)
+	ectx, cancel := context.WithTimeout(pg.WithoutRetry(ctx), remoteEstimateTimeout)
 	est, err := replicator.Estimate(ectx, eng)
 	cancel()
 	switch {
